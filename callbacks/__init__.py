@@ -1,0 +1,1 @@
+"""Lightning callbacks: coverage, interpolation, plots, export."""

@@ -1,0 +1,1 @@
+"""LightningDataModules and data preparation (AMASS, H3.6M, EFT-COCO, synthetic)."""

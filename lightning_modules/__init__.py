@@ -1,0 +1,1 @@
+"""Lightning modules: one per task, thin wiring over pose_prior."""
