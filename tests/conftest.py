@@ -17,3 +17,9 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+# Session-scoped fixtures live in one plugin module per subject (each built once per session).
+pytest_plugins = [
+    "tests.fixtures.body_model",
+    "tests.fixtures.amass",
+]
