@@ -95,6 +95,12 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), task: str | Non
     """
     raw = _read_yaml(Path(path))
     over = parse_overrides(overrides)
+    # `embedded_default:` holds settings for runs on the synthetic demo data (no data.amass_dir):
+    # applied after the YAML and before the command-line overrides, which still win.
+    embedded = raw.pop("embedded_default", None)
+    amass_dir = OmegaConf.select(over, "data.amass_dir", default=OmegaConf.select(raw, "data.amass_dir"))
+    if embedded is not None and amass_dir is None:
+        raw = OmegaConf.merge(raw, embedded)
     name = task or over.get("task") or raw.get("task")
     if name not in TASK_SCHEMAS:
         raise ConfigError(f"{path}: unknown task '{name}'; valid tasks: {', '.join(sorted(TASK_SCHEMAS))}")

@@ -92,3 +92,85 @@ TASK_SCHEMAS: Dict[str, Any] = {
     "prepare-amass": PrepareAmassConfig,
     "demo-data": DemoDataTaskConfig,
 }
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning Trainer settings; DDP/SLURM come from Lightning's own strategies."""
+
+    accelerator: str = "auto"  # auto | cpu | gpu
+    devices: Any = 1  # int, list of ids, or "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto picks DDP (find_unused_parameters) when more than one process
+    max_epochs: int = 300
+    batches_per_epoch: int = 1000  # an "epoch" is a fixed number of batches (authors: 1000)
+    val_batches: int = 20
+    precision: str = "32-true"
+    log_every_n_steps: int = 50
+    checkpoint_every_n_epochs: int = 10
+    progress_bar: bool = True
+    deterministic: bool = False
+
+
+@dataclass
+class LoggerConfig:
+    """W&B (offline unless logged in) and plain CSV."""
+
+    project: str = "pose-prior"
+    name: Optional[str] = None
+    wandb_mode: str = "auto"  # auto (online if logged in, else offline) | online | offline | disabled
+    tags: List[str] = field(default_factory=list)
+    csv: bool = True
+
+
+@dataclass
+class GanModelConfig:
+    """Generator / discriminator sizes (authors' defaults) and the latent space."""
+
+    latent: str = "S"  # S (spherical) | U (uniform) | N (normal)
+    latent_dim: int = 32
+    gen_hidden: int = 512
+    gen_dropout: float = 0.1
+    leaky_slope: float = 0.2
+    disc_joint_features: int = 32
+    disc_hidden: int = 1024
+    d_steps: int = 10  # discriminator updates per generator update
+    joint_loss_weight: float = 21.0
+    pose_loss_weight: float = 1.0
+
+
+@dataclass
+class AdamConfig:
+    """Adam for both networks (authors: lr 2e-4, betas (0.5, 0.999))."""
+
+    lr: float = 2e-4
+    d_lr: Optional[float] = None  # discriminator learning rate if different from lr
+    beta1: float = 0.5
+    beta2: float = 0.999
+
+
+@dataclass
+class SampleImagesConfig:
+    """Pictures of sampled bodies logged every `every_n_epochs`."""
+
+    num_bodies: int = 8
+    every_n_epochs: int = 1
+
+
+@dataclass
+class TrainGanConfig:
+    task: str = "train-gan"
+    output_dir: str = "outputs/runs/gan"
+    seed: int = 0
+    resume: bool = False
+    data: AmassDataConfig = field(default_factory=AmassDataConfig)
+    demo: DemoDataConfig = field(default_factory=DemoDataConfig)
+    body_model: BodyModelConfig = field(default_factory=BodyModelConfig)
+    model: GanModelConfig = field(default_factory=GanModelConfig)
+    optim: AdamConfig = field(default_factory=AdamConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    samples: SampleImagesConfig = field(default_factory=SampleImagesConfig)
+
+
+TASK_SCHEMAS["train-gan"] = TrainGanConfig
