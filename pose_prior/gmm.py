@@ -271,13 +271,22 @@ def load_smplify_gmm(
 
 
 def _read_gmm_pickle(path: str | os.PathLike) -> dict:
-    """The dict inside gmm_08.pkl, read by the restricted unpickler (numpy arrays + containers only)."""
+    """The dict inside gmm_08.pkl, read by the restricted unpickler (numpy arrays + containers only).
+
+    `_codecs.encode` is allowed on top of the model-file allowlist: Python 3 writes array bytes in a
+    protocol-0 pickle through it (the Python 2 original stores them as latin1 strings).
+    """
+    import codecs
+
     from pose_prior.body_model.safe_pickle import restricted_load
 
-    data = restricted_load(path)
+    data = restricted_load(path, extra_allowed={("_codecs", "encode"): codecs.encode})
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a pickled dict with keys {GMM_PICKLE_KEYS}, got {type(data).__name__}")
     missing = [k for k in GMM_PICKLE_KEYS if k not in data]
     if missing:
         raise KeyError(f"{path}: GMM pickle lacks key(s) {missing}; has {sorted(map(str, data))}")
+    for key in GMM_PICKLE_KEYS:
+        if not isinstance(data[key], np.ndarray):
+            raise ValueError(f"{path}: `{key}` is a {type(data[key]).__name__}, expected a numpy array")
     return data

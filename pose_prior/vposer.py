@@ -180,6 +180,43 @@ def input_matrices(pose_body: torch.Tensor) -> torch.Tensor:
     return body_pose_to_matrices(pose_body).reshape(pose_body.shape[0], -1, 9)
 
 
+def vposer_batch_loss(
+    model: VPoser,
+    pose_body: torch.Tensor,
+    body_model: nn.Module,
+    epoch: int,
+    keep_extra_until: int = 15,
+    weights: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """One training batch: forward VPoser, pose the body model with decoded and input poses, `vposer_loss`.
+
+    `body_model(pose)` must return an object with `.vertices` (B, V, 3) and `.joints` (B, J, 3) (our
+    BodyModel). It is given the decoded rotation matrices (B, 21, 3, 3) when it is our BodyModel (no log
+    map in the graph), else the decoded axis-angle pose (B, 63) as upstream does. Returns the loss terms
+    plus `out` (the model's forward dict).
+    """
+    out = model(pose_body)
+    bs = pose_body.shape[0]
+    mats = out["pose_body_matrot"].reshape(bs, -1, 3, 3)
+    rec = body_model(mats if _takes_matrices(body_model) else out["pose_body"])
+    with torch.no_grad():
+        orig = body_model(pose_body)
+    terms: dict[str, Any] = vposer_loss(
+        out["q_z"], rec.vertices, orig.vertices, out["pose_body_matrot"], input_matrices(pose_body),
+        rec.joints, orig.joints, epoch, keep_extra_until, weights,
+    )
+    terms["out"] = out
+    return terms
+
+
+def _takes_matrices(body_model: nn.Module) -> bool:
+    try:
+        from pose_prior.body_model import BodyModel
+    except ImportError:  # pragma: no cover - body model package missing
+        return False
+    return isinstance(body_model, BodyModel)
+
+
 # --- checkpoints ---------------------------------------------------------------------------------
 CHECKPOINT_PREFIX = "vp_model."
 # Top-level packages whose objects may appear in a Lightning 1.x checkpoint outside `state_dict`

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+import io
 import math
 import pickle
 
@@ -151,10 +153,37 @@ def test_fit_gmm_recovers_a_separated_mixture():
 
 
 # --- the published file format -------------------------------------------------------------------
-def write_gmm08(path, means, covs, weights, numpy_core_name: str = "numpy._core.multiarray") -> None:
-    """gmm_08.pkl as users have it: protocol-0 pickle of a dict of numpy arrays (covars first)."""
-    blob = pickle.dumps({"covars": covs, "means": means, "weights": weights}, protocol=0)
-    path.write_bytes(blob.replace(b"cnumpy._core.multiarray\n", f"c{numpy_core_name}\n".encode()))
+class Py2StylePickler(pickle._Pickler):
+    """Protocol 0 as Python 2 wrote it: byte and text strings as STRING (S'...') opcodes, no _codecs."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_py2_string(self, obj):
+        raw = obj if isinstance(obj, bytes) else obj.encode("latin1")
+        self.write(b"S'" + codecs.escape_encode(raw)[0] + b"'\n")  # escape_encode escapes quotes
+        self.memoize(obj)
+
+    dispatch[bytes] = save_py2_string
+    dispatch[str] = save_py2_string
+
+
+def write_gmm08(path, means, covs, weights, style: str = "py3") -> None:
+    """gmm_08.pkl layout: protocol-0 pickle of a dict of numpy arrays (covars first).
+
+    style "py3": pickle.dumps(..., protocol=0) here; "py3-numpy1": same with numpy 1's module name;
+    "py2": as Python 2 + numpy 1 wrote the published file (S'...' strings, numpy.core.multiarray).
+    """
+    data = {"covars": covs, "means": means, "weights": weights}
+    if style == "py2":
+        buf = io.BytesIO()
+        Py2StylePickler(buf, protocol=0).dump(data)
+        blob = buf.getvalue()
+        assert b"_codecs" not in blob and b"\nV" not in blob
+    else:
+        blob = pickle.dumps(data, protocol=0)
+    if style != "py3":
+        blob = blob.replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+    path.write_bytes(blob)
 
 
 @pytest.fixture(scope="module")
@@ -162,11 +191,11 @@ def mixture69():
     return random_mixture(k=8, d=69, seed=6)
 
 
-@pytest.mark.parametrize("core_name", ["numpy._core.multiarray", "numpy.core.multiarray"])
-def test_load_smplify_gmm_both_reductions(tmp_path, mixture69, core_name):
+@pytest.mark.parametrize("style", ["py3", "py3-numpy1", "py2"])
+def test_load_smplify_gmm_both_reductions(tmp_path, mixture69, style):
     means, covs, weights = mixture69
     path = tmp_path / "gmm_08.pkl"
-    write_gmm08(path, means, covs, weights, numpy_core_name=core_name)
+    write_gmm08(path, means, covs, weights, style=style)
     theta = np.random.default_rng(7).normal(0.0, 0.5, size=(20, 63))
 
     marg = load_smplify_gmm(path)  # default: marginalise

@@ -20,6 +20,7 @@ from pose_prior.vposer import (
     kl_term,
     load_vposer_checkpoint,
     mesh_l1,
+    vposer_batch_loss,
     vposer_loss,
 )
 
@@ -151,6 +152,34 @@ def test_vposer_loss_weights_and_schedule():
     assert "matrot" in vposer_loss(q, v, v2, r1, r2, j, j2, epoch=15, keep_extra_until=20)
 
 
+def test_vposer_batch_loss_composes_body_model_and_terms():
+    from collections import namedtuple
+
+    Out = namedtuple("Out", "vertices joints")
+
+    class Body(torch.nn.Module):
+        def forward(self, pose):  # (B, 63) -> toy vertices/joints
+            mats = axis_angle_to_matrix(pose.reshape(pose.shape[0], 21, 3))
+            return Out(mats.reshape(pose.shape[0], 21 * 3, 3), mats[:, :, 0])
+
+    torch.manual_seed(7)
+    model = VPoser().eval()
+    pose = torch.randn(4, 63) * 0.3
+    torch.manual_seed(8)
+    got = vposer_batch_loss(model, pose, Body(), epoch=0)
+    torch.manual_seed(8)
+    out = model(pose)
+    rec, orig = Body()(out["pose_body"]), Body()(pose)
+    mats = axis_angle_to_matrix(pose.reshape(4, 21, 3)).reshape(4, 21, 9)
+    expected = vposer_loss(
+        out["q_z"], rec.vertices, orig.vertices, out["pose_body_matrot"], mats, rec.joints, orig.joints, 0
+    )
+    for key in ("loss_kl", "loss_mesh_rec", "matrot", "jtr", "loss_total"):
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-5)
+    got["loss_total"].backward()
+    assert model.decoder_net[0].weight.grad is not None
+
+
 # --- checkpoints ---------------------------------------------------------------------------------
 def fabricated_lightning_checkpoint(model: VPoser) -> dict:
     """V02_05-style Lightning checkpoint: vp_model.-prefixed weights, bm_train.* extras, trainer keys."""
@@ -234,3 +263,24 @@ def test_checkpoint_key_errors_are_reported(tmp_path):
         load_vposer_checkpoint(ckpt)
     with pytest.raises(KeyError, match="no VPoser weights"):
         load_vposer_checkpoint({"state_dict": {"bm_train.x": torch.zeros(1)}})
+
+
+def test_vposer_batch_loss_with_open_body_model_matrix_path():
+    """Our BodyModel gets decoded matrices; the terms equal those of the axis-angle path."""
+    from pose_prior.body_model import load_body_model
+
+    body = load_body_model("open-light", model_type="smplh")
+    torch.manual_seed(9)
+    model = VPoser().eval()
+    pose = torch.randn(3, 63) * 0.3
+    torch.manual_seed(10)
+    got = vposer_batch_loss(model, pose, body, epoch=0)
+    torch.manual_seed(10)
+    out = model(pose)
+    rec, orig = body(out["pose_body"]), body(pose)
+    expected = vposer_loss(
+        out["q_z"], rec.vertices, orig.vertices, out["pose_body_matrot"],
+        axis_angle_to_matrix(pose.reshape(3, 21, 3)).reshape(3, 21, 9), rec.joints, orig.joints, 0,
+    )
+    for key in ("loss_mesh_rec", "jtr", "loss_total"):
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-6)
