@@ -160,10 +160,12 @@ def load_body_model(
         name = str(path)
     arrays = read_model_arrays(path)
     num_joints = arrays["kintree_table"].shape[1]
-    if num_joints < NUM_JOINTS[model_type]:
+    if num_joints != NUM_JOINTS[model_type]:
+        kind = {24: "an SMPL", 52: "an SMPL-H", 55: "an SMPL-X"}.get(num_joints, f"a {num_joints}-joint")
         raise ValueError(
-            f"{path}: kintree_table has {num_joints} joints; model_type {model_type!r} needs "
-            f"{NUM_JOINTS[model_type]} (an SMPL file cannot be loaded as SMPL-H)"
+            f"{path}: kintree_table has {num_joints} joints ({kind} file); model_type {model_type!r} "
+            f"needs {NUM_JOINTS[model_type]}: pass model_type={'smplh' if num_joints == 52 else 'smpl'!r} "
+            "or the matching file"
         )
     num_vertices = arrays["v_template"].shape[0]
     if ids_path is not None:
