@@ -44,11 +44,13 @@ class PoseArrayDataset(Dataset):
 
     def _rows(self) -> np.ndarray:
         if self._array is None:  # first use in this process (e.g. a DataLoader worker)
-            self._array = np.load(self.path, mmap_mode="r")
+            self._array = np.asarray(np.load(self.path, mmap_mode="r"))  # plain ndarray view of the mapping
         return self._array
 
     def __getitem__(self, ids: Any) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(self._rows()[ids], dtype=np.float32))  # (B, 63) or (63,)
+        if isinstance(ids, np.ndarray):  # np.take gathers rows ~3x faster than fancy indexing
+            return torch.from_numpy(np.take(self._rows(), ids, axis=0))  # (B, 63)
+        return torch.from_numpy(np.array(self._rows()[ids]))  # (63,) or a slice
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -61,8 +63,8 @@ class PoseBatchSampler(DistributedSampler):
 
     Every rank draws the same permutation (seed + epoch), padded to a multiple of the world size as
     DistributedSampler does, and takes every `num_replicas`-th id from `rank`, so ranks' shards are
-    disjoint and together cover the split. `num_batches` fixes the batches per epoch (the permutation
-    is repeated, reshuffled, as often as needed); otherwise one pass, the last batch kept unless drop_last.
+    disjoint and together cover the split. `num_batches` fixes the batches per epoch (full batches from
+    fresh permutations, as many passes as needed); otherwise one pass, the last batch kept unless drop_last.
     """
 
     def __init__(self, num_rows: int, batch_size: int, shuffle: bool = True, seed: int = 0, drop_last: bool = False,
@@ -101,8 +103,13 @@ class PoseBatchSampler(DistributedSampler):
             return
         buffer, repeat, produced = np.empty(0, dtype=np.int64), 0, 0
         while produced < self.num_batches:
-            while len(buffer) < self.batch_size:
-                buffer = np.concatenate([buffer, self._rank_ids(repeat)])
+            if len(buffer) < self.batch_size:
+                if self.rows_per_rank >= self.batch_size:
+                    buffer = self._rank_ids(repeat)  # a fresh pass; the previous pass's remainder is dropped
+                else:  # a split smaller than one batch: passes are concatenated (rows repeat in a batch)
+                    while len(buffer) < self.batch_size:
+                        buffer = np.concatenate([buffer, self._rank_ids(repeat)])
+                        repeat += 1
                 repeat += 1
             yield np.sort(buffer[: self.batch_size])
             buffer = buffer[self.batch_size:]

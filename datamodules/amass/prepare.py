@@ -134,10 +134,10 @@ def discover_sources(amass_dir: str | Path) -> list[SourceFile]:
 # reading and frame selection
 
 
-def read_body_pose(raw: bytes, fmt: str) -> tuple[np.ndarray, Optional[float]]:
-    """Body pose (T, 63) and mocap frame rate (or None) of one AMASS file's bytes; SkipFile if unusable."""
+def read_body_pose(source: bytes | Path, fmt: str) -> tuple[np.ndarray, Optional[float]]:
+    """Body pose (T, 63) and frame rate (or None) of one AMASS file, given as bytes or a path; SkipFile if unusable."""
     try:
-        npz = np.load(io.BytesIO(raw), allow_pickle=False)
+        npz = np.load(io.BytesIO(source) if isinstance(source, bytes) else source, allow_pickle=False)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         raise SkipFile(f"not a readable npz archive (corrupt or truncated): {exc}") from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
@@ -228,7 +228,7 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 
 def load_selected_rows(path: Path, fmt: str, frames: np.ndarray, expected_frames: int) -> np.ndarray:
     """The kept body-pose rows (K, 63) float32 of one file (pass 2; re-checks the frame count)."""
-    body, _ = read_body_pose(path.read_bytes(), fmt)
+    body, _ = read_body_pose(path, fmt)  # reads only the pose member of the archive
     if body.shape[0] != expected_frames:
         raise RuntimeError(f"{path}: changed during preparation ({body.shape[0]} frames, scanned {expected_frames}); "
                            "re-run the preparation")
