@@ -1,0 +1,189 @@
+"""Generator and discriminator of the adversarial pose prior (paper Sec. 3.2) and their LSGAN losses.
+
+- `PoseGenerator`: VPoser's decoder shape, as in the authors' code: latent -> 512 -> 512 -> 21 x 6D ->
+  rotation matrices. Layer names (`bodyprior_dec_fc1/fc2/out`) are the authors' (and VPoser v1's), so
+  their generator state dicts load unchanged.
+- `PoseDiscriminator`: HMR's discriminator with LeakyReLU(0.2): shared per-joint features over each
+  joint's 9 rotation-matrix entries (9 -> 32 -> 32, the 1x1 convolutions written as Linear layers on
+  (B, J, 9)), one linear head per joint (all J heads in one batched einsum) and a whole-pose MLP
+  (J*32 -> 1024 -> 1024 -> 1). The whole-pose MLP reads the features feature-major (f * J + j), the
+  order of the authors' `comm_features.view(N, -1)` on (N, 32, J), so their weights map one to one
+  (`discriminator_state_from_authors`).
+- Least-squares losses, targets 1 (real) / 0 (fake); the per-joint term is the mean over joints and
+  batch times `joint_weight` (21 in the authors' public config, i.e. HMR's sum over joints), the
+  whole-pose term the batch mean times `pose_weight` (1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pose_prior.rotations import matrices_to_body_pose, sixd_to_matrix
+
+
+class PoseGenerator(nn.Module):
+    """Latent (B, latent_dim) -> body-pose rotation matrices (B, num_joints, 3, 3)."""
+
+    def __init__(
+        self,
+        latent_dim: int = 32,
+        hidden: int = 512,
+        num_joints: int = 21,
+        dropout: float = 0.1,
+        slope: float = 0.2,
+    ) -> None:
+        super().__init__()
+        self.latent_dim, self.hidden, self.num_joints = int(latent_dim), int(hidden), int(num_joints)
+        self.dropout_p, self.slope = float(dropout), float(slope)
+        self.bodyprior_dec_fc1 = nn.Linear(self.latent_dim, self.hidden)
+        self.dropout = nn.Dropout(self.dropout_p)
+        self.bodyprior_dec_fc2 = nn.Linear(self.hidden, self.hidden)
+        self.bodyprior_dec_out = nn.Linear(self.hidden, self.num_joints * 6)
+
+    def arch_kwargs(self) -> dict[str, int | float]:
+        """Constructor arguments that rebuild this architecture (stored in prior.pt)."""
+        return {
+            "latent_dim": self.latent_dim,
+            "hidden": self.hidden,
+            "num_joints": self.num_joints,
+            "dropout": self.dropout_p,
+            "slope": self.slope,
+        }
+
+    def sixd(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, latent_dim) -> raw 6D output (B, J, 6)."""
+        x = F.leaky_relu(self.bodyprior_dec_fc1(z), self.slope)  # (B, H)
+        x = self.dropout(x)
+        x = F.leaky_relu(self.bodyprior_dec_fc2(x), self.slope)  # (B, H)
+        return self.bodyprior_dec_out(x).reshape(z.shape[0], self.num_joints, 6)  # (B, J, 6)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, latent_dim) -> (B, J, 3, 3) rotation matrices."""
+        return sixd_to_matrix(self.sixd(z))
+
+    def matrices(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, latent_dim) -> (B, J, 3, 3) rotation matrices (same as forward)."""
+        return self(z)
+
+    def body_pose(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, latent_dim) -> (B, 3*J) axis-angle body pose (SMPL-H order, 63 numbers for 21 joints)."""
+        return matrices_to_body_pose(self(z))
+
+
+class PoseDiscriminator(nn.Module):
+    """Rotation matrices (B, J, 3, 3) -> logits (B, J + 1): J per-joint scores, then the whole-pose score."""
+
+    def __init__(
+        self,
+        num_joints: int = 21,
+        joint_features: int = 32,
+        hidden: int = 1024,
+        num_layers: int = 2,
+        slope: float = 0.2,
+    ) -> None:
+        super().__init__()
+        self.num_joints, self.joint_features = int(num_joints), int(joint_features)
+        self.hidden, self.num_layers, self.slope = int(hidden), int(num_layers), float(slope)
+        J, C = self.num_joints, self.joint_features
+        # Shared per-joint features: the HMR 1x1 convolutions, as Linear layers over (B, J, 9).
+        self.joint_fc1 = nn.Linear(9, C)
+        self.joint_fc2 = nn.Linear(C, C)
+        # J per-joint heads as one batched op: out[b, j] = <feat[b, j], head_weight[j]> + head_bias[j].
+        self.head_weight = nn.Parameter(torch.empty(J, C))
+        self.head_bias = nn.Parameter(torch.empty(J))
+        bound = 1.0 / math.sqrt(C)  # nn.Linear(C, 1)'s default initialisation, per head
+        nn.init.uniform_(self.head_weight, -bound, bound)
+        nn.init.uniform_(self.head_bias, -bound, bound)
+        # Whole-pose MLP over the flattened features.
+        layers: list[nn.Module] = []
+        width = J * C
+        for _ in range(self.num_layers):
+            layers += [nn.Linear(width, self.hidden), nn.LeakyReLU(self.slope)]
+            width = self.hidden
+        layers.append(nn.Linear(width, 1))
+        self.pose_mlp = nn.Sequential(*layers)
+
+    def arch_kwargs(self) -> dict[str, int | float]:
+        return {
+            "num_joints": self.num_joints,
+            "joint_features": self.joint_features,
+            "hidden": self.hidden,
+            "num_layers": self.num_layers,
+            "slope": self.slope,
+        }
+
+    def joint_features_of(self, rotmats: torch.Tensor) -> torch.Tensor:
+        """(B, J, 3, 3) -> shared per-joint features (B, J, C)."""
+        x = rotmats.reshape(rotmats.shape[0], self.num_joints, 9)  # (B, J, 9)
+        x = F.leaky_relu(self.joint_fc1(x), self.slope)  # (B, J, C)
+        return F.leaky_relu(self.joint_fc2(x), self.slope)  # (B, J, C)
+
+    def forward(self, rotmats: torch.Tensor) -> torch.Tensor:
+        feat = self.joint_features_of(rotmats)  # (B, J, C)
+        per_joint = torch.einsum("bjc,jc->bj", feat, self.head_weight) + self.head_bias  # (B, J)
+        whole = self.pose_mlp(feat.transpose(1, 2).reshape(feat.shape[0], -1))  # (B, 1), feature-major
+        return torch.cat([per_joint, whole], dim=1)  # (B, J + 1)
+
+
+def split_logits(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, J + 1) discriminator output -> per-joint logits (B, J), whole-pose logits (B,)."""
+    return d[:, :-1], d[:, -1]
+
+
+def discriminator_loss(
+    d_real: torch.Tensor, d_fake: torch.Tensor, joint_weight: float = 21.0, pose_weight: float = 1.0
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """LSGAN discriminator loss: real -> 1, fake -> 0. Returns (total, unweighted mean parts)."""
+    jr, pr = split_logits(d_real)
+    jf, pf = split_logits(d_fake)
+    parts = {
+        "joint_real": (jr - 1.0).pow(2).mean(),
+        "pose_real": (pr - 1.0).pow(2).mean(),
+        "joint_fake": jf.pow(2).mean(),
+        "pose_fake": pf.pow(2).mean(),
+    }
+    total = joint_weight * (parts["joint_real"] + parts["joint_fake"]) + pose_weight * (
+        parts["pose_real"] + parts["pose_fake"]
+    )
+    return total, parts
+
+
+def generator_loss(
+    d_fake: torch.Tensor, joint_weight: float = 21.0, pose_weight: float = 1.0
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """LSGAN generator loss: fake -> 1. Returns (total, unweighted mean parts)."""
+    jf, pf = split_logits(d_fake)
+    parts = {"joint": (jf - 1.0).pow(2).mean(), "pose": (pf - 1.0).pow(2).mean()}
+    return joint_weight * parts["joint"] + pose_weight * parts["pose"], parts
+
+
+def discriminator_param_count(
+    num_joints: int = 21, joint_features: int = 32, hidden: int = 1024, num_layers: int = 2
+) -> int:
+    """Parameter count of `PoseDiscriminator` from the architecture arithmetic."""
+    J, C, H = num_joints, joint_features, hidden
+    shared = (9 * C + C) + (C * C + C)
+    heads = J * (C + 1)
+    mlp = (J * C * H + H) + (num_layers - 1) * (H * H + H) + (H + 1)
+    return shared + heads + mlp
+
+
+def discriminator_state_from_authors(state: Mapping[str, torch.Tensor], num_joints: int = 21) -> dict[str, torch.Tensor]:
+    """Map the authors' `Discriminator` state dict (Conv2d 1x1 + ModuleList heads) onto `PoseDiscriminator`."""
+    out: dict[str, torch.Tensor] = {
+        "joint_fc1.weight": state["comm_conv.0.weight"].reshape(state["comm_conv.0.weight"].shape[:2]),
+        "joint_fc1.bias": state["comm_conv.0.bias"],
+        "joint_fc2.weight": state["comm_conv.2.weight"].reshape(state["comm_conv.2.weight"].shape[:2]),
+        "joint_fc2.bias": state["comm_conv.2.bias"],
+        "head_weight": torch.cat([state[f"disc_poseeach.fc_layer.{j}.weight"] for j in range(num_joints)], 0),
+        "head_bias": torch.cat([state[f"disc_poseeach.fc_layer.{j}.bias"] for j in range(num_joints)], 0),
+    }
+    for key, value in state.items():
+        if key.startswith("disc_poseall.fc_all_pose."):
+            out["pose_mlp." + key[len("disc_poseall.fc_all_pose.") :]] = value
+    return out
