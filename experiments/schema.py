@@ -61,6 +61,7 @@ class AmassDataConfig:
     seed: int = 0
     batch_size: int = 1024
     num_workers: int = 0
+    verify_checksums: bool = False  # re-hash every source file (sha256) to decide that a preparation is current
 
 
 @dataclass

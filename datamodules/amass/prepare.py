@@ -336,9 +336,13 @@ def _report_from_manifest(manifest: dict[str, Any], prepared_dir: Path, noop: bo
 def _track(items: Sequence[Any], description: str, enabled: bool) -> Any:
     if not enabled or not items:
         return items
+    from rich.console import Console
     from rich.progress import track
 
-    return track(items, description=description, transient=True)
+    if not Console(stderr=True).is_terminal:  # no progress bar in logs (it would leave blank lines)
+        return items
+
+    return track(items, description=description, transient=True, console=Console(stderr=True))
 
 
 def _write_split(path: Path, entries: list[dict[str, Any]], selections: dict[str, np.ndarray],
@@ -512,6 +516,7 @@ def prepare_kwargs_from_config(cfg: Any) -> dict[str, Any]:
         "vposer_trim_fraction": float(data.vposer_trim_fraction),
         "target_fps": None if data.target_fps is None else float(data.target_fps),
         "seed": int(data.seed),
+        "verify_checksums": bool(getattr(data, "verify_checksums", False)),
     }
 
 

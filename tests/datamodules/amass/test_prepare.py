@@ -302,13 +302,14 @@ def test_run_prepare_amass_on_demo_data(tmp_path, capsys):
     from datamodules.amass.prepare import run_prepare_amass
     from experiments.config import load_config
 
-    cfg = load_config(REPO / "experiments" / "prepare_amass.yaml", [
-        f"data.demo_dir={tmp_path / 'demo'}", f"data.prepared_dir={tmp_path / 'prepared'}",
-        "demo.frames_per_sequence=30", "demo.sequences_per_subject=1",
-    ])
+    overrides = [f"data.demo_dir={tmp_path / 'demo'}", f"data.prepared_dir={tmp_path / 'prepared'}",
+                 "demo.frames_per_sequence=30", "demo.sequences_per_subject=1"]
+    cfg = load_config(REPO / "experiments" / "prepare_amass.yaml", overrides)
     report = run_prepare_amass(cfg)
     assert report.splits["train"].frames == 2 * 2 * 30 and report.splits["test"].files == 2
     printed = capsys.readouterr().out
     assert "train" in printed and "120" in printed
     _check_rows_match_sources(tmp_path / "prepared", tmp_path / "demo")
     assert run_prepare_amass(cfg).noop
+    verify = load_config(REPO / "experiments" / "prepare_amass.yaml", overrides + ["data.verify_checksums=true"])
+    assert run_prepare_amass(verify).noop
