@@ -134,6 +134,8 @@ class BodyModel(nn.Module):
 
         body_pose: (B, 63) SMPL-H body pose (or (B, 69) for SMPL, hands included), or the same as
         rotation matrices (B, 21|23, 3, 3). betas (B, K), global_orient (B, 3) or (B, 3, 3), transl (B, 3).
+        Inputs are cast to the model's dtype. `vertices` may be a non-contiguous view (a copy of
+        B x V x 3 costs as much as the skinning): use `.reshape`, not `.view`.
         """
         batch = body_pose.shape[0]
         num_pose_joints = body_pose.shape[1] // 3 if body_pose.ndim == 2 else body_pose.shape[1]
@@ -159,7 +161,8 @@ class BodyModel(nn.Module):
             k = betas.shape[1]
             if k > self.num_betas:
                 raise ValueError(f"betas: model has {self.num_betas} shape components, got {k}")
-            v_shaped = self.v_template + torch.einsum("bl,vcl->bvc", betas, self.shapedirs[..., :k])
+            dirs = self.shapedirs[..., :k].reshape(-1, k)  # (V*3, k)
+            v_shaped = self.v_template + (betas @ dirs.T).reshape(batch, -1, 3)
             rest_joints = torch.einsum("jv,bvc->bjc", self.J_regressor, v_shaped)
 
         # Transforms of the posed joints: (B, P, 4, 4), smplx's chain.
@@ -186,8 +189,11 @@ class BodyModel(nn.Module):
         else:
             v_posed = v_shaped if pose_offsets is None else v_shaped + pose_offsets
             weights = self.lbs_weights if full else self._body_weights  # (V, P)
-            blended = (weights @ top.reshape(batch, num_posed, 12)).reshape(batch, -1, 3, 4)  # (B, V, 3, 4)
-            vertices = (blended[..., :3] @ v_posed.expand(batch, -1, -1)[..., None])[..., 0] + blended[..., 3]
+            # Per-vertex blended transforms with one GEMM (V, P) @ (P, B*12), applied in (V, B) layout.
+            blended = (weights @ top.transpose(0, 1).reshape(num_posed, -1)).view(-1, batch, 3, 4)
+            v = v_posed.transpose(0, 1)[:, :, None, :]  # (V, B or 1, 1, 3)
+            vertices = blended[..., 3] + blended[..., 0] * v[..., 0] + blended[..., 1] * v[..., 1]
+            vertices = (vertices + blended[..., 2] * v[..., 2]).transpose(0, 1)  # (B, V, 3) view
 
         if transl is not None:
             transl = transl.to(self.dtype)[:, None]
