@@ -111,12 +111,12 @@ class FrozenPrior(nn.Module):
         self,
         body_pose: torch.Tensor,
         body_model: nn.Module,
-        steps: int = 150,
+        steps: int = 0,
         lr: float = 0.05,
         init: torch.Tensor | None = None,
         restarts: int = 4,
         candidates: int = 256,
-        lbfgs_iters: int = 60,
+        refine_iters: int = 15,
         seed: int = 0,
         return_distance: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -124,17 +124,17 @@ class FrozenPrior(nn.Module):
 
         Per sample: the `restarts` nearest (Eq. 5) of `candidates` fixed seeded latents (plus `init`, if
         given) start `steps` Adam steps on the Eq. 5 distance (cosine-decayed lr, projection after each
-        step); the best start is refined by per-sample L-BFGS (`batched_lbfgs`) on the mean squared
-        vertex distance; the final z is whichever of the two has the smaller Eq. 5 distance.
-        A sample's result does not depend on its batch-mates (fixed candidate set, element-wise Adam,
-        per-sample L-BFGS). With `return_distance`, also return the final distances (B,) in model units.
+        step); the best start is refined by `refine_iters` per-sample Levenberg-Marquardt steps on the
+        squared vertex residual (per-sample L-BFGS if torch.func cannot differentiate the body model);
+        the final z is whichever of the two has the smaller Eq. 5 distance. A sample's result does not
+        depend on its batch-mates (fixed candidate set, element-wise Adam, per-sample damping/solves). With `return_distance`, also return the final distances (B,) in model units.
         """
         with torch.inference_mode(False), torch.enable_grad():
             return self._invert(
-                body_pose, body_model, steps, lr, init, restarts, candidates, lbfgs_iters, seed, return_distance
+                body_pose, body_model, steps, lr, init, restarts, candidates, refine_iters, seed, return_distance
             )
 
-    def _invert(self, body_pose, body_model, steps, lr, init, restarts, candidates, lbfgs_iters, seed, return_distance):
+    def _invert(self, body_pose, body_model, steps, lr, init, restarts, candidates, refine_iters, seed, return_distance):
         p = self._param()
         body_pose = body_pose.detach().clone().to(device=p.device, dtype=p.dtype)
         B = body_pose.shape[0]
@@ -173,27 +173,77 @@ class FrozenPrior(nn.Module):
             opt.step()
             with torch.no_grad():
                 z.copy_(self.project(z))
-        best_d, best_r = best_d.reshape(R, B).min(dim=0)  # (B,)
-        z_adam = best_z.reshape(R, B, -1)[best_r, torch.arange(B, device=p.device)]  # (B, dim)
 
-        # Phase 2: per-sample L-BFGS on the smooth squared distance; keep it only where Eq. 5 improves.
-        z_final, d_final = z_adam, best_d
-        if lbfgs_iters > 0:
-            scale = 1.0 / target.detach().abs().amax().clamp_min(1e-12) ** 2 * 1e6  # ~mm^2 for a 1 m body
-
-            def squared(x: torch.Tensor) -> torch.Tensor:
-                return (mesh(x) - target).pow(2).sum(-1).mean(-1) * scale  # (B,)
-
-            project = None if self.latent.name == "N" else self.project
-            res = batched_lbfgs(squared, z_adam.detach(), project=project, max_iter=lbfgs_iters, gtol=1e-10, ftol=1e-12)
+        # Phase 2: per-sample refinement of every start on the squared vertex residual
+        # (Levenberg-Marquardt with forward-mode Jacobians; per-sample L-BFGS if the body model does not
+        # support torch.func). A refined z is kept only where it lowers the Eq. 5 distance.
+        z_all, d_all = best_z, best_d  # (R*B, dim), (R*B,)
+        if refine_iters > 0:
+            try:
+                z_ref = _levenberg_marquardt(self, mesh, best_z.detach(), tgt, refine_iters)
+            except Exception:  # noqa: BLE001 - torch.func unsupported by this body model
+                z_ref = self._lbfgs_refine(mesh, best_z.detach(), tgt, refine_iters)
             with torch.no_grad():
-                z_lb = self.project(res.x)
-                d_lb = mesh_distance(mesh(z_lb), target)
-                take = d_lb < d_final
-                z_final = torch.where(take[:, None], z_lb, z_adam)
-                d_final = torch.where(take, d_lb, d_final)
+                d_ref = mesh_distance(mesh(z_ref), tgt)
+                take = d_ref < d_all
+                z_all = torch.where(take[:, None], z_ref, z_all)
+                d_all = torch.where(take, d_ref, d_all)
+        d_final, best_r = d_all.reshape(R, B).min(dim=0)  # (B,): best start per sample
+        z_final = z_all.reshape(R, B, -1)[best_r, torch.arange(B, device=p.device)]  # (B, dim)
         z_final = z_final.detach()
         return (z_final, d_final.detach()) if return_distance else z_final
+
+    def _lbfgs_refine(self, mesh, z0: torch.Tensor, target: torch.Tensor, iters: int) -> torch.Tensor:
+        """Per-sample L-BFGS (batched_lbfgs) on the mean squared vertex distance."""
+        scale = 1e6 / target.abs().amax().clamp_min(1e-12) ** 2  # ~mm^2 for a body of extent ~1 m
+
+        def squared(x: torch.Tensor) -> torch.Tensor:
+            return (mesh(x) - target).pow(2).sum(-1).mean(-1) * scale  # (B,)
+
+        project = None if self.latent.name == "N" else self.project
+        res = batched_lbfgs(squared, z0, project=project, max_iter=4 * iters, gtol=1e-10, ftol=1e-12)
+        return self.project(res.x).detach()
+
+
+def _levenberg_marquardt(
+    prior: FrozenPrior, mesh: Callable, z: torch.Tensor, target: torch.Tensor, iters: int, chunk: int = 64
+) -> torch.Tensor:
+    """Per-sample Levenberg-Marquardt on the vertex residual, each sample with its own damping.
+
+    Jacobians (B, 3V, dim) come from forward-mode AD (torch.func.jacfwd under vmap). On the sphere the
+    step lives in the tangent plane (J (I - z z^T)) and z is projected after each step. A step is
+    accepted per sample when it lowers the squared residual; damping shrinks on success, grows on failure.
+    """
+    from torch.func import jacfwd, vmap
+
+    def flat(zi: torch.Tensor) -> torch.Tensor:  # (dim,) -> (3V,)
+        return mesh(zi[None]).reshape(-1)
+
+    jac = vmap(jacfwd(flat))
+    B, D = z.shape
+    eye = torch.eye(D, device=z.device, dtype=z.dtype)
+    lam = torch.full((B,), 1e-3, device=z.device, dtype=z.dtype)
+    with torch.no_grad():
+        res = (mesh(z) - target).reshape(B, -1)  # (B, 3V)
+        cost = res.pow(2).sum(-1)
+    for _ in range(iters):
+        J = torch.cat([jac(c) for c in z.split(chunk)]).detach()  # (B, 3V, D)
+        if prior.latent.name == "S":
+            J = J @ (eye - z[:, :, None] * z[:, None, :])
+        with torch.no_grad():
+            A = J.transpose(1, 2) @ J  # (B, D, D)
+            g = (J.transpose(1, 2) @ res[..., None])[..., 0]  # (B, D)
+            damp = lam[:, None, None] * (torch.diagonal(A, dim1=1, dim2=2).mean(-1)[:, None, None] * eye + eye * 1e-12)
+            step = -torch.linalg.solve(A + damp, g[..., None])[..., 0]
+            z_new = prior.project(z + step)
+            res_new = (mesh(z_new) - target).reshape(B, -1)
+            cost_new = res_new.pow(2).sum(-1)
+            ok = cost_new < cost
+            z = torch.where(ok[:, None], z_new, z)
+            res = torch.where(ok[:, None], res_new, res)
+            cost = torch.where(ok, cost_new, cost)
+            lam = torch.where(ok, lam / 3.0, lam * 4.0).clamp(1e-9, 1e9)
+    return z.detach()
 
 
 def _as_vertices(out: Any) -> torch.Tensor:
