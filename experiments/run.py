@@ -20,6 +20,7 @@ from experiments.config import EXPERIMENTS_DIR, ConfigError, load_config
 TASK_RUNNERS: dict[str, str] = {
     "demo-data": "datamodules.amass.demo:run_demo_data",
     "prepare-amass": "datamodules.amass.prepare:run_prepare_amass",
+    "train-gan": "experiments.train_gan:run_train_gan",
 }
 
 

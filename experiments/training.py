@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import csv
 import os
+import uuid
 from pathlib import Path
 from typing import Any, Sequence
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
+from lightning_fabric.loggers.logger import rank_zero_experiment
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
 from experiments.config import save_config, to_container
+from pose_prior.io import atomic_write_text
 
 
 def wandb_mode(requested: str) -> str:
@@ -37,33 +42,50 @@ def prepare_run_dir(cfg: DictConfig) -> Path:
     return run_dir
 
 
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing metrics.csv; a resumed run appends to it instead."""
+
+    def _check_log_dir_exists(self) -> None:
+        if os.path.isfile(self.metrics_file_path):  # keep the earlier sessions' columns in the header
+            with open(self.metrics_file_path, newline="") as fh:
+                self.metrics_keys = sorted(next(csv.reader(fh), []))
+
+
+class ResumableCSVLogger(CSVLogger):
+    """CSVLogger whose metrics.csv survives `resume=true` (rows of earlier sessions are kept)."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
 def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
     loggers: list[Logger] = []
     if cfg.logger.csv:
-        loggers.append(CSVLogger(save_dir=str(run_dir), name="csv", version=""))
+        loggers.append(ResumableCSVLogger(save_dir=str(run_dir), name="csv", version=""))
     mode = wandb_mode(cfg.logger.wandb_mode)
     if mode != "disabled":
+        # One W&B run per run folder: the id is kept beside the checkpoints so `resume=true` continues it.
         run_id_file = run_dir / "wandb_run_id.txt"
-        run_id = run_id_file.read_text().strip() if run_id_file.exists() else None
+        if not run_id_file.exists():
+            atomic_write_text(run_id_file, uuid.uuid4().hex[:12])
+        run_id = run_id_file.read_text().strip()
         logger = WandbLogger(
             project=cfg.logger.project,
             name=cfg.logger.name or run_dir.name,
             save_dir=str(run_dir),
             mode=mode,
             id=run_id,
-            resume="allow" if run_id else None,
+            resume="allow",
             tags=list(cfg.logger.tags),
             config=to_container(cfg),
         )
         loggers.append(logger)
     return loggers
-
-
-def remember_wandb_run(loggers: Sequence[Logger], run_dir: Path) -> None:
-    """Store the W&B run id so `resume=true` continues the same W&B run."""
-    for logger in loggers:
-        if isinstance(logger, WandbLogger) and pl.utilities.rank_zero_only.rank == 0:
-            (run_dir / "wandb_run_id.txt").write_text(logger.experiment.id)
 
 
 def strategy_for(trainer_cfg: DictConfig) -> Any:

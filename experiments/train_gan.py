@@ -1,0 +1,61 @@
+"""Runner of `make train-gan-s/u/n`: AMASS DataModule + AdversarialPriorModule + Trainer, into a run folder.
+
+The run folder (`output_dir`) holds config.yaml, checkpoints/ (last.ckpt + every N epochs), prior.pt,
+samples/*.png, csv/metrics.csv and the W&B run (offline unless logged in).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig
+
+from callbacks.export_prior import PriorExportCallback
+from callbacks.sample_bodies import SampledBodiesCallback
+from datamodules.amass.datamodule import AmassDataModule
+from experiments.config import to_container
+from experiments.training import (
+    build_loggers,
+    build_trainer,
+    checkpoint_callback,
+    prepare_run_dir,
+    resume_checkpoint,
+)
+from lightning_modules.adversarial_prior import AdversarialPriorModule
+from pose_prior.body_model import load_body_model
+
+
+def build_gan_module(cfg: DictConfig) -> AdversarialPriorModule:
+    return AdversarialPriorModule(**to_container(cfg.model), **to_container(cfg.optim))
+
+
+def build_gan_datamodule(cfg: DictConfig) -> AmassDataModule:
+    """Training batches hold one real sub-batch per discriminator step; validation batches one."""
+    return AmassDataModule.from_config(
+        cfg, batch_size=cfg.data.batch_size * cfg.model.d_steps, eval_batch_size=cfg.data.batch_size
+    )
+
+
+def run_train_gan(cfg: DictConfig) -> Path:
+    pl.seed_everything(cfg.seed, workers=True)
+    run_dir = prepare_run_dir(cfg)
+    datamodule = build_gan_datamodule(cfg)
+    module = build_gan_module(cfg)
+    body_model = load_body_model(cfg.body_model.path, model_type=cfg.body_model.model_type,
+                                 gender=cfg.body_model.gender)
+    provenance = {
+        "config": to_container(cfg),
+        "data": {"amass_dir": cfg.data.amass_dir or f"synthetic demo tree ({cfg.data.demo_dir})",
+                 "prepared_dir": cfg.data.prepared_dir},
+    }
+    callbacks = [
+        checkpoint_callback(cfg, run_dir),
+        PriorExportCallback(run_dir / "prior.pt", provenance),
+        SampledBodiesCallback(body_model, run_dir / "samples", cfg.samples.num_bodies, cfg.samples.every_n_epochs),
+    ]
+    loggers = build_loggers(cfg, run_dir)
+    trainer = build_trainer(cfg, run_dir, callbacks, loggers)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, run_dir))
+    print(f"run folder: {run_dir}  prior: {run_dir / 'prior.pt'}")
+    return run_dir

@@ -1,0 +1,67 @@
+"""Headless mesh pictures with matplotlib: shaded, painter-sorted triangles, front and side views.
+
+matplotlib is used because it renders headless everywhere (MEASUREMENTS.md: pyrender needs EGL and is
+unmaintained; OSMesa/trimesh/pytorch3d rendering fail here).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def _view(vertices: np.ndarray, side: bool) -> np.ndarray:
+    """(V, 3) in SMPL axes (y up, facing +z) -> camera coordinates (x right, y up, z towards viewer)."""
+    if not side:
+        return vertices
+    # side view: look from the subject's left (+x), so the body faces right
+    return np.stack([vertices[:, 2], vertices[:, 1], -vertices[:, 0]], axis=1)
+
+
+def draw_mesh(ax, vertices: np.ndarray, faces: np.ndarray, side: bool = False, color=(0.62, 0.72, 0.86)) -> None:
+    """Draw one mesh on a matplotlib Axes, orthographic, Lambert-shaded, back-to-front."""
+    from matplotlib.collections import PolyCollection
+
+    v = _view(np.asarray(vertices, dtype=np.float64), side)
+    tris = v[faces]  # (F, 3, 3)
+    normals = np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0])
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
+    light = np.array([0.3, 0.4, 1.0])
+    light /= np.linalg.norm(light)
+    shade = np.clip(np.abs(normals @ light), 0.15, 1.0)
+    order = np.argsort(tris[:, :, 2].mean(axis=1))  # far to near
+    colors = np.clip(np.asarray(color)[None, :] * shade[order, None], 0, 1)
+    ax.add_collection(PolyCollection(tris[order, :, :2], facecolors=colors, edgecolors="none", antialiased=False))
+    ax.set_xlim(v[:, 0].min() - 0.05, v[:, 0].max() + 0.05)
+    ax.set_ylim(v[:, 1].min() - 0.05, v[:, 1].max() + 0.05)
+    ax.set_aspect("equal")
+    ax.axis("off")
+
+
+def render_bodies(
+    vertices: np.ndarray, faces: np.ndarray, path: str | Path | None = None, titles: Sequence[str] | None = None
+):
+    """(N, V, 3) bodies -> a figure with a front row and a side row; saved to `path` (PNG) if given."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(vertices)
+    fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 6.0), squeeze=False)
+    for i in range(n):
+        draw_mesh(axes[0, i], vertices[i], faces, side=False)
+        draw_mesh(axes[1, i], vertices[i], faces, side=True)
+        if titles is not None:
+            axes[0, i].set_title(titles[i], fontsize=8)
+    axes[0, 0].text(0.0, 1.02, "front", transform=axes[0, 0].transAxes, fontsize=8)
+    axes[1, 0].text(0.0, 1.02, "side", transform=axes[1, 0].transAxes, fontsize=8)
+    fig.tight_layout()
+    if path is not None:
+        from pose_prior.io import atomic_path
+
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=80, format="png")
+    return fig
