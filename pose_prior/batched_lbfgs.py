@@ -256,26 +256,34 @@ def _two_loop_direction(
     Y: torch.Tensor,  # (B, m, D)
     count: torch.Tensor,  # (B,) number of valid pairs (the newest `count` slots)
 ) -> torch.Tensor:
-    """L-BFGS two-loop recursion, per sample; samples without history get -g."""
+    """L-BFGS direction -H g per sample, from the compact form of H (Byrd, Nocedal & Schnabel 1994).
+
+    Equal to the two-loop recursion; written with (B, m, m) Gram matrices so the cost per iteration is
+    a handful of batched ops. Invalid (empty) slots are zeroed and get a unit diagonal in R, which
+    decouples them. Samples without history get -g.
+    """
     m = S.shape[1]
     slots = torch.arange(m, device=g.device)
     valid = slots[None, :] >= (m - count)[:, None]  # (B, m)
-    ys = (S * Y).sum(-1)  # (B, m)
-    rho = torch.where(valid, 1.0 / torch.where(valid, ys, torch.ones_like(ys)), torch.zeros_like(ys))
-    q = -g
-    alpha = torch.zeros_like(ys)
-    for i in range(m - 1, -1, -1):
-        a = rho[:, i] * (S[:, i] * q).sum(-1)
-        alpha[:, i] = a
-        q = q - a[:, None] * Y[:, i]
-    yy = (Y[:, -1] * Y[:, -1]).sum(-1)
+    S = S * valid[..., None]
+    Y = Y * valid[..., None]
+    SY = S @ Y.transpose(1, 2)  # (B, m, m): s_i . y_j
+    YY = Y @ Y.transpose(1, 2)  # (B, m, m)
+    Sg = (S * g[:, None, :]).sum(-1)  # (B, m)
+    Yg = (Y * g[:, None, :]).sum(-1)
+    eye = torch.eye(m, dtype=g.dtype, device=g.device)
+    R = torch.triu(SY) + torch.diag_embed((~valid).to(g.dtype))  # (B, m, m) upper triangular
+    Dg = torch.diagonal(SY, dim1=-2, dim2=-1)  # (B, m)
     has = count > 0
-    gamma = torch.where(has, ys[:, -1] / torch.where(has, yy, torch.ones_like(yy)), torch.ones_like(yy))
-    r = gamma[:, None] * q
-    for i in range(m):
-        b = rho[:, i] * (Y[:, i] * r).sum(-1)
-        r = r + (alpha[:, i] - b)[:, None] * S[:, i]
-    return r
+    sy_new = Dg[:, -1]
+    yy_new = YY[:, -1, -1]
+    gamma = torch.where(has, sy_new / torch.where(has, yy_new, torch.ones_like(yy_new)), torch.ones_like(yy_new))
+    p = torch.linalg.solve_triangular(R, Sg[..., None], upper=True)[..., 0]  # (B, m) = R^-1 S g
+    inner = ((Dg[..., None] * eye) + gamma[:, None, None] * YY) @ p[..., None]  # (B, m, 1)
+    rhs = inner[..., 0] - gamma[:, None] * Yg
+    top = torch.linalg.solve_triangular(R.transpose(1, 2), rhs[..., None], upper=False)[..., 0]  # R^-T (...)
+    Hg = gamma[:, None] * g + (top[..., None] * S).sum(1) - gamma[:, None] * (p[..., None] * Y).sum(1)
+    return -Hg
 
 
 def batched_lbfgs(
