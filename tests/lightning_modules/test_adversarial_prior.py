@@ -16,20 +16,11 @@ from experiments.training import build_trainer
 from pose_prior.frozen_prior import load_prior
 from pose_prior.networks import discriminator_loss
 from pose_prior.rotations import body_pose_to_matrices
-
-TINY = [
-    "data.batch_size=32", "model.d_steps=2", "trainer.batches_per_epoch=4", "trainer.val_batches=1",
-    "trainer.log_every_n_steps=1", "trainer.progress_bar=false", "body_model.path=open-light",
-    "samples.num_bodies=2", "trainer.checkpoint_every_n_epochs=1",
-]
+from tests.fixtures.gan import tiny_gan_overrides
 
 
 def tiny_config(tmp_path: Path, demo_amass_tree: Path, prepared: Path, *extra: str):
-    return load_config(
-        EXPERIMENTS_DIR / "gan_s.yaml",
-        [f"output_dir={tmp_path / 'run'}", f"data.amass_dir={demo_amass_tree}", f"data.prepared_dir={prepared}",
-         "logger.wandb_mode=offline", *TINY, *extra],
-    )
+    return load_config(EXPERIMENTS_DIR / "gan_s.yaml", tiny_gan_overrides(tmp_path / "run", demo_amass_tree, prepared, *extra))
 
 
 @pytest.fixture()
