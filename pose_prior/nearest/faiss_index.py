@@ -1,0 +1,51 @@
+"""FAISS flat L2 indexes on GPU when faiss has GPUs, CPU otherwise; built lazily, never pickled."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def _faiss():
+    import faiss  # imported lazily: the package imports without faiss installed
+
+    return faiss
+
+
+def faiss_has_gpu() -> bool:
+    """True when the installed faiss was built with GPU support and sees a GPU."""
+    faiss = _faiss()
+    return hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
+
+
+class FlatL2Shortlist:
+    """Exact L2 k-nearest-neighbour shortlist over float32 vectors (IndexFlatL2 / GpuIndexFlatL2)."""
+
+    def __init__(self, vectors: torch.Tensor, use_gpu: bool | None = None, device: int = 0) -> None:
+        faiss = _faiss()
+        dim = vectors.shape[1]
+        self.on_gpu = faiss_has_gpu() if use_gpu is None else use_gpu
+        if self.on_gpu:
+            self._resources = faiss.StandardGpuResources()
+            config = faiss.GpuIndexFlatConfig()
+            config.device = device
+            self.index = faiss.GpuIndexFlatL2(self._resources, dim, config)
+        else:
+            self.index = faiss.IndexFlatL2(dim)
+        self.index.add(_as_numpy(vectors))
+
+    def __len__(self) -> int:
+        return self.index.ntotal
+
+    def search(self, queries: torch.Tensor, k: int) -> torch.Tensor:
+        """Indices (Q, k) of the k nearest vectors by L2 (-1 where fewer than k exist)."""
+        k = min(k, len(self))
+        _, idx = self.index.search(_as_numpy(queries), k)
+        return torch.from_numpy(idx)
+
+    def __getstate__(self):
+        raise TypeError("FAISS indexes are not picklable: build them lazily where they are used")
+
+
+def _as_numpy(x: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
