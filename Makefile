@@ -10,7 +10,7 @@ export WANDB_MODE ?= offline
 export WANDB_SILENT ?= true
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow lint demo-data prepare-amass convert-smpl build-open-model bench sweep train-gan-s train-gan-u train-gan-n
+.PHONY: help install test test-slow lint demo-data prepare-amass convert-smpl build-open-model bench sweep train-gan-s train-gan-u train-gan-n train-vposer train-gmm
 
 help: ## Show this list of targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
@@ -56,3 +56,18 @@ train-gan-u: ## Train GAN-U (uniform latent)
 
 train-gan-n: ## Train GAN-N (normal latent)
 	$(RUN) gan_n $(ARGS)
+
+train-vposer: ## Train the VPoser v2 baseline on the same AMASS splits (prior.pt of kind "vposer")
+	$(RUN) vposer $(ARGS)
+
+train-gmm: ## Fit the GMM baseline on the AMASS train split, or convert gmm_08.pkl (ARGS="gmm.smplify_pkl=...")
+	$(RUN) gmm $(ARGS)
+
+demo-images: ## Write the synthetic EFT-format images (rendered open-model bodies) for train/eval-regressor
+	$(RUN) demo_images $(ARGS)
+
+train-regressor: ## Image -> latent regressor through a frozen prior: make train-regressor PRIOR=outputs/runs/gan_s/prior.pt
+	$(RUN) regressor $(if $(PRIOR),prior.path=$(PRIOR)) $(ARGS)
+
+eval-regressor: ## H3.6M Protocol 2 (MPJPE, P-MPJPE) from images: make eval-regressor CKPT=<run>/checkpoints/last.ckpt
+	$(RUN) eval_regressor $(if $(CKPT),checkpoint=$(CKPT)) $(ARGS)

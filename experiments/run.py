@@ -21,7 +21,14 @@ TASK_RUNNERS: dict[str, str] = {
     "demo-data": "datamodules.amass.demo:run_demo_data",
     "prepare-amass": "datamodules.amass.prepare:run_prepare_amass",
     "train-gan": "experiments.train_gan:run_train_gan",
+    "train-vposer": "experiments.train_vposer:run_train_vposer",
+    "train-gmm": "experiments.train_gmm:run_train_gmm",
 }
+TASK_RUNNERS.update({
+    "demo-images": "datamodules.eft_demo:run_demo_images",
+    "train-regressor": "experiments.regressor:run_train_regressor",
+    "eval-regressor": "experiments.regressor:run_eval_regressor",
+})
 
 
 def resolve_config_path(name: str) -> Path:

@@ -1,0 +1,73 @@
+"""Runner of `make train-vposer`: AMASS DataModule + VAEPriorModule + Trainer, into a run folder.
+
+The run folder (`output_dir`) holds config.yaml, checkpoints/ (last.ckpt + every N epochs), prior.pt
+(kind "vposer", the weights of the best validation v2v), csv/metrics.csv and the W&B run (offline unless
+logged in). The data are the same prepared AMASS splits the GAN priors train on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig
+from pytorch_lightning.callbacks import Callback, EarlyStopping, LearningRateMonitor
+
+from callbacks.export_vposer import VPoserExportCallback
+from datamodules.amass.datamodule import AmassDataModule
+from experiments.config import to_container
+from experiments.training import (
+    build_loggers,
+    build_trainer,
+    checkpoint_callback,
+    prepare_run_dir,
+    resume_checkpoint,
+)
+from lightning_modules.vae_prior import VAL_METRIC, VAEPriorModule
+from pose_prior.body_model import load_body_model
+
+
+def build_vposer_module(cfg: DictConfig) -> VAEPriorModule:
+    bm = cfg.body_model
+    body_model = load_body_model(bm.path, model_type=bm.model_type, gender=bm.gender)
+    o = cfg.optim
+    return VAEPriorModule(
+        body_model=body_model, body_model_path=bm.path, model_type=bm.model_type, gender=bm.gender,
+        **to_container(cfg.model), **to_container(cfg.loss),
+        lr=o.lr, weight_decay=o.weight_decay, plateau_patience=o.plateau_patience, plateau_factor=o.plateau_factor,
+    )
+
+
+def build_vposer_datamodule(cfg: DictConfig) -> AmassDataModule:
+    return AmassDataModule.from_config(cfg, eval_batch_size=cfg.data.eval_batch_size or cfg.data.batch_size)
+
+
+def validation_enabled(cfg: DictConfig) -> bool:
+    return cfg.trainer.val_batches is None or cfg.trainer.val_batches != 0
+
+
+def run_train_vposer(cfg: DictConfig) -> Path:
+    pl.seed_everything(cfg.seed, workers=True)
+    run_dir = prepare_run_dir(cfg)
+    datamodule = build_vposer_datamodule(cfg)
+    module = build_vposer_module(cfg)
+    provenance = {
+        "trainer": "VAEPriorModule (VPoser v2 losses, PROTOCOLS.md 8.3)",
+        "config": to_container(cfg),
+        "data": {"amass_dir": cfg.data.amass_dir or f"synthetic demo tree ({cfg.data.demo_dir})",
+                 "prepared_dir": cfg.data.prepared_dir},
+    }
+    callbacks: list[Callback] = [
+        checkpoint_callback(cfg, run_dir),
+        VPoserExportCallback(run_dir / "prior.pt", monitor=VAL_METRIC, provenance=provenance),
+    ]
+    if validation_enabled(cfg) and cfg.optim.early_stop_patience > 0:
+        callbacks.append(EarlyStopping(monitor=VAL_METRIC, mode="min", patience=cfg.optim.early_stop_patience,
+                                       min_delta=cfg.optim.early_stop_min_delta, check_on_train_epoch_end=False))
+    loggers = build_loggers(cfg, run_dir)
+    if loggers:
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    trainer = build_trainer(cfg, run_dir, callbacks, loggers)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, run_dir))
+    print(f"run folder: {run_dir}  prior: {run_dir / 'prior.pt'}")
+    return run_dir
