@@ -19,6 +19,10 @@ from experiments.schema import TASK_SCHEMAS
 EXPERIMENTS_DIR = Path(__file__).resolve().parent
 
 
+# A config with any of these set runs on real data: its `embedded_default:` block is not applied.
+REAL_DATA_KEYS = ("data.amass_dir", "data.train_json", "data.h36m_file")
+
+
 class ConfigError(ValueError):
     """A config file or override that does not fit the schema."""
 
@@ -98,8 +102,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), task: str | Non
     # `embedded_default:` holds settings for runs on the synthetic demo data (no data.amass_dir):
     # applied after the YAML and before the command-line overrides, which still win.
     embedded = raw.pop("embedded_default", None)
-    amass_dir = OmegaConf.select(over, "data.amass_dir", default=OmegaConf.select(raw, "data.amass_dir"))
-    if embedded is not None and amass_dir is None:
+    real_data = [OmegaConf.select(over, key, default=OmegaConf.select(raw, key)) for key in REAL_DATA_KEYS]
+    if embedded is not None and all(v is None for v in real_data):
         raw = OmegaConf.merge(raw, embedded)
     name = task or over.get("task") or raw.get("task")
     if name not in TASK_SCHEMAS:

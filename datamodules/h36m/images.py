@@ -1,0 +1,52 @@
+"""H3.6M Protocol-2 frames as image crops (for regression from images): SPIN's P2 npz + its image folder.
+
+Only `imgname`, `center`, `scale`, `S` are needed (no 2D keypoints). Crops as SPIN's evaluation: square of
+side 200*scale px at `center` -> 224, ImageNet normalisation, no augmentation.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from datamodules.eft_coco import crop_image, crop_matrix, normalize_image
+from datamodules.h36m.reader import P2_KEYS, H36MFileError, _floats, _load_npz, _strings
+from pose_prior.hmr import IMG_RES
+
+
+class H36MImageDataset(Dataset):
+    """Frames of a P2 file: `img` (3, 224, 224), `S` (24, 4) float64 metres, `imgname`, `index`."""
+
+    def __init__(self, p2_file: str | os.PathLike, image_dir: str | os.PathLike, max_frames: Optional[int] = None,
+                 res: int = IMG_RES) -> None:
+        path = Path(p2_file)
+        arrays = _load_npz(path)
+        missing = [k for k in P2_KEYS if k not in arrays]
+        if missing:
+            raise H36MFileError(f"{path}: missing key(s) {missing}; an H3.6M P2 file has {list(P2_KEYS)}")
+        self.imgname = _strings(arrays["imgname"], path, "imgname")
+        n = len(self.imgname)
+        self.center = _floats(arrays["center"], (n, 2), path, "center")
+        self.scale = _floats(arrays["scale"], (n,), path, "scale")
+        self.S = _floats(arrays["S"], (n, 24, 4), path, "S")
+        self.image_dir = Path(image_dir)
+        self.res = int(res)
+        self.length = n if max_frames is None else min(n, int(max_frames))
+        self.path = path
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        img_path = self.image_dir / str(self.imgname[i])
+        if not img_path.is_file():
+            raise FileNotFoundError(f"{img_path}: image of {self.path} frame {i} not found (data.image_dir={self.image_dir})")
+        crop = crop_image(Image.open(img_path), crop_matrix(self.center[i], self.scale[i], self.res), self.res)
+        return {"img": normalize_image(crop), "S": torch.as_tensor(self.S[i], dtype=torch.float64),
+                "imgname": str(self.imgname[i]), "index": i, "key": f"{self.path}:{i}"}
+
