@@ -20,8 +20,13 @@ def _view(vertices: np.ndarray, side: bool) -> np.ndarray:
     return np.stack([vertices[:, 2], vertices[:, 1], -vertices[:, 0]], axis=1)
 
 
-def draw_mesh(ax, vertices: np.ndarray, faces: np.ndarray, side: bool = False, color=(0.62, 0.72, 0.86)) -> None:
-    """Draw one mesh on a matplotlib Axes, orthographic, Lambert-shaded, back-to-front."""
+def draw_mesh(ax, vertices: np.ndarray, faces: np.ndarray, side: bool = False, color=(0.62, 0.72, 0.86),
+              half_extent: float | None = None) -> None:
+    """Draw one mesh on a matplotlib Axes, orthographic, Lambert-shaded, back-to-front.
+
+    With `half_extent`, the view is a square of that half-size around the mesh centre, so several
+    meshes drawn with the same value share one scale.
+    """
     from matplotlib.collections import PolyCollection
 
     v = _view(np.asarray(vertices, dtype=np.float64), side)
@@ -34,8 +39,13 @@ def draw_mesh(ax, vertices: np.ndarray, faces: np.ndarray, side: bool = False, c
     order = np.argsort(tris[:, :, 2].mean(axis=1))  # far to near
     colors = np.clip(np.asarray(color)[None, :] * shade[order, None], 0, 1)
     ax.add_collection(PolyCollection(tris[order, :, :2], facecolors=colors, edgecolors="none", antialiased=False))
-    ax.set_xlim(v[:, 0].min() - 0.05, v[:, 0].max() + 0.05)
-    ax.set_ylim(v[:, 1].min() - 0.05, v[:, 1].max() + 0.05)
+    if half_extent is None:
+        ax.set_xlim(v[:, 0].min() - 0.05, v[:, 0].max() + 0.05)
+        ax.set_ylim(v[:, 1].min() - 0.05, v[:, 1].max() + 0.05)
+    else:
+        cx, cy = (v[:, 0].max() + v[:, 0].min()) / 2, (v[:, 1].max() + v[:, 1].min()) / 2
+        ax.set_xlim(cx - half_extent, cx + half_extent)
+        ax.set_ylim(cy - half_extent, cy + half_extent)
     ax.set_aspect("equal")
     ax.axis("off")
 
@@ -50,10 +60,12 @@ def render_bodies(
     import matplotlib.pyplot as plt
 
     n = len(vertices)
-    fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 6.0), squeeze=False)
+    verts = np.asarray(vertices, dtype=np.float64)
+    half = 0.5 * float((verts.max(axis=1) - verts.min(axis=1)).max()) + 0.05  # one scale for every body
+    fig, axes = plt.subplots(2, n, figsize=(2.4 * n, 4.8), squeeze=False)
     for i in range(n):
-        draw_mesh(axes[0, i], vertices[i], faces, side=False)
-        draw_mesh(axes[1, i], vertices[i], faces, side=True)
+        draw_mesh(axes[0, i], verts[i], faces, side=False, half_extent=half)
+        draw_mesh(axes[1, i], verts[i], faces, side=True, half_extent=half)
         if titles is not None:
             axes[0, i].set_title(titles[i], fontsize=8)
     axes[0, 0].text(0.0, 1.02, "front", transform=axes[0, 0].transAxes, fontsize=8)
