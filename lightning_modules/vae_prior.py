@@ -4,7 +4,8 @@ Training loss: 0.005 KL + 4 mesh L1, plus 2 geodesic rotation + 2 joint L1 while
 (`vposer_batch_loss`). Validation metric `val/v2v`: the unweighted mean per-vertex Euclidean distance (m)
 between the bodies of the input pose and of its reconstruction, z drawn from q(z | pose) as upstream's
 validation does, but with noise fixed per validation batch so the metric does not jitter between epochs.
-Adam (lr 1e-3, weight decay 1e-5) with ReduceLROnPlateau on `val/v2v`; early stopping is the runner's.
+Adam (lr 1e-3, weight decay 1e-5) with ReduceLROnPlateau on `val/v2v`, stepped after each validation so the
+epoch's checkpoint already holds the step (exact resume); early stopping is the runner's.
 
 The body model is kept outside the module's registered children: it is not trainable, and its buffers
 would otherwise be written into every checkpoint. It follows the module's device on first use.
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 
 from pose_prior.vposer import VPOSER_LOSS_WEIGHTS, VPoser, vposer_batch_loss
@@ -114,8 +116,23 @@ class VAEPriorModule(pl.LightningModule):
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode="min", factor=h.plateau_factor, patience=h.plateau_patience
         )
-        return {"optimizer": opt,
-                "lr_scheduler": {"scheduler": plateau, "monitor": VAL_METRIC, "interval": "epoch", "frequency": 1}}
+        # Stepped by `on_validation_end`, not by Lightning (see `lr_scheduler_step`); not strict, so a run
+        # without validation simply keeps its learning rate.
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": plateau, "monitor": VAL_METRIC, "interval": "epoch",
+                                                   "frequency": 1, "strict": False}}
+
+    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
+        """No-op: Lightning would step the plateau scheduler after the epoch's checkpoint is written, so a
+        resumed run would miss that epoch's step; `on_validation_end` steps it before the checkpoint."""
+
+    def on_validation_end(self) -> None:
+        """One ReduceLROnPlateau step per validation during fit, on the epoch's (DDP-reduced) val v2v."""
+        trainer = self.trainer
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return
+        value = trainer.callback_metrics.get(VAL_METRIC)
+        if value is not None:
+            self.lr_schedulers().step(float(value))
 
     # RNG states travel with the checkpoint so `resume=true` continues the same random stream (tensors and
     # plain values only, so the checkpoint loads with torch.load(weights_only=True)).

@@ -143,3 +143,49 @@ def test_early_stopping_on_validation_v2v(tmp_path: Path, demo_amass_tree: Path,
     epochs = {int(r["epoch"]) for r in _rows(run) if r.get("val/v2v")}
     assert epochs == {0, 1}
     assert load_prior(run / "prior.pt").provenance["epoch"] in (0, 1)
+
+
+def test_resume_continues_from_last_checkpoint_exactly(tmp_path: Path, demo_amass_tree: Path, prepared_amass) -> None:
+    """Two epochs in one go equal one epoch, a stop, and `resume=true` (weights, Adam, scheduler, RNG, best v2v)."""
+    common = ("trainer.batches_per_epoch=3", "logger.csv=false")
+    run_a = run_train_vposer(tiny_config(tmp_path / "a", demo_amass_tree, prepared_amass, "trainer.max_epochs=2",
+                                         *common))
+    run_train_vposer(tiny_config(tmp_path / "b", demo_amass_tree, prepared_amass, "trainer.max_epochs=1", *common))
+    run_b = run_train_vposer(tiny_config(tmp_path / "b", demo_amass_tree, prepared_amass, "trainer.max_epochs=2",
+                                         "resume=true", *common))
+    a = torch.load(run_a / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(run_b / "checkpoints" / "last.ckpt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 1
+    assert not any(k.startswith("_body_model") for k in a["state_dict"])  # the body model is not checkpointed
+    for key in a["state_dict"]:
+        torch.testing.assert_close(a["state_dict"][key], b["state_dict"][key], rtol=0, atol=0)
+    assert a["lr_schedulers"][0]["best"] == b["lr_schedulers"][0]["best"]
+    pa, pb = load_prior(run_a / "prior.pt"), load_prior(run_b / "prior.pt")
+    assert pa.provenance["epoch"] == pb.provenance["epoch"]
+    assert pa.provenance["val/v2v"] == pb.provenance["val/v2v"]
+    # the plateau scheduler saw every epoch's val v2v: its best is the best exported one
+    assert b["lr_schedulers"][0]["best"] == pytest.approx(pb.provenance["val/v2v"], rel=1e-6)
+    assert b["lr_schedulers"][0]["last_epoch"] == 2
+
+
+class _RecordParams(pl.Callback):
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        params = torch.cat([p.detach().flatten() for p in pl_module.parameters()])
+        torch.save(params, self.out / f"rank{trainer.global_rank}.pt")
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_ddp_two_processes_keep_identical_weights(tmp_path: Path, demo_amass_tree: Path, prepared_amass) -> None:
+    cfg = tiny_config(tmp_path, demo_amass_tree, prepared_amass, "trainer.max_epochs=1", "trainer.devices=2",
+                      "trainer.accelerator=cpu", "trainer.strategy=ddp_spawn", "trainer.batches_per_epoch=3")
+    dm, module = build_vposer_datamodule(cfg), build_vposer_module(cfg)
+    start = torch.cat([p.detach().flatten() for p in module.parameters()])
+    trainer = build_trainer(cfg, tmp_path, [_RecordParams(tmp_path)], [], enable_checkpointing=False)
+    trainer.fit(module, datamodule=dm)
+    r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert not torch.equal(r0, start)
+    torch.testing.assert_close(r0, r1, rtol=0, atol=0)
