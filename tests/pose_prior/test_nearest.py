@@ -278,6 +278,6 @@ def test_standin_zero_pose_is_rest_and_poses_move_vertices():
     rest = model(torch.zeros(2, 63))
     torch.testing.assert_close(rest[0], model.rest_vertices)
     pose = torch.zeros(1, 63)
-    pose[0, 3 * 17 + 2] = 1.0  # left shoulder (joint 16... body joint index 15) about z: only arm vertices move
+    pose[0, 3 * 17 + 2] = 1.0  # body joint 17 (left elbow) about z: only forearm and hand vertices move
     moved = (model(pose)[0] - model.rest_vertices).norm(dim=1)
     assert 0 < int((moved > 1e-4).sum()) < 150
