@@ -1,0 +1,182 @@
+"""Image regression through the frozen prior: what trains, what stays frozen, learning signal, runs and evaluation."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from datamodules.eft_coco import EftImageDataset, read_eft_json
+from datamodules.eft_demo import write_demo_images
+from datamodules.h36m.images import H36MImageDataset
+from datamodules.h36m.reader import load_j_regressor_h36m
+from experiments.config import EXPERIMENTS_DIR, ConfigError, load_config
+from experiments.regressor import evaluate_h36m_images, run_eval_regressor, run_train_regressor
+from lightning_modules.image_regression import ImageRegressionModule
+from pose_prior.frozen_prior import FrozenPrior, load_prior, save_prior
+from pose_prior.hmr import calibrate_batchnorm
+from pose_prior.latent import make_latent
+from pose_prior.networks import PoseGenerator
+
+BODY = {"path": "open-light", "model_type": "smpl", "gender": "neutral"}
+
+
+@pytest.fixture(scope="module")
+def prior_file(tmp_path_factory) -> Path:
+    torch.manual_seed(3)
+    path = tmp_path_factory.mktemp("prior") / "prior.pt"
+    save_prior(path, PoseGenerator(hidden=64), make_latent("S", 32), {"note": "random weights for tests"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory) -> Path:
+    return write_demo_images(tmp_path_factory.mktemp("demo"), "open-light", num_train=4, num_val=2, image_size=128)
+
+
+@pytest.fixture(scope="module")
+def batch(demo_root: Path) -> dict:
+    ds = EftImageDataset(demo_root / "train.json", demo_root / "images")
+    return next(iter(DataLoader(ds, batch_size=2)))  # ResNet-50 on CPU: 2 crops per test
+
+
+def _module(prior_file: Path, **kw) -> ImageRegressionModule:
+    prior = load_prior(prior_file)
+    assert isinstance(prior, FrozenPrior)
+    torch.manual_seed(0)
+    return ImageRegressionModule.from_prior(prior, body_model=BODY, mlp_hidden=[32], cache_features=True, **kw)
+
+
+def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize("train_heads", [False, True])
+def test_only_intended_parameters_train_and_the_generator_stays_bit_identical(prior_file, batch, train_heads) -> None:
+    module = _module(prior_file, train_heads=train_heads, lr=1e-3)
+    module.train()
+    assert not module.hmr.layer1.training and not module.prior.training and module.mlp.training
+    assert module.hmr.drop1.training == train_heads
+    before = _snapshot(module)
+    opt = module.configure_optimizers()
+    for _ in range(2):
+        _, losses = module._step(batch)
+        opt.zero_grad()
+        losses["loss"].backward()
+        opt.step()
+    heads = ("hmr.fc1.", "hmr.fc2.", "hmr.decpose.", "hmr.deccam.", "hmr.decshape.")
+    grads = {n for n, p in module.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    expected = {n for n, _ in module.named_parameters() if n.startswith("mlp.") or (train_heads and n.startswith(heads))}
+    assert grads == expected
+    after = module.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert {k for k in changed if k.startswith("mlp.")} == {k for k in before if k.startswith("mlp.")}
+    assert {k for k in changed if not k.startswith("mlp.")} == ({k for k in before if k.startswith(heads)} if train_heads else set())
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("prior.generator."))  # bit-identical
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(("hmr.layer", "hmr.bn1", "hmr.conv1")))
+
+
+def test_prediction_goes_through_the_projected_latent_and_the_generator(prior_file, batch) -> None:
+    module = _module(prior_file).eval()
+    with torch.no_grad():
+        pred = module(batch["img"], batch["key"], batch["augmented"])
+        assert torch.allclose(pred["z"].norm(dim=1), torch.ones(2), atol=1e-5)  # on the sphere (GAN-S)
+        assert torch.allclose(pred["body_rot"], module.prior.decode_matrices(pred["z"]))
+        out = module.body_model(pred["body_rot"], betas=pred["betas"], global_orient=pred["global_orient"])
+        assert torch.allclose(pred["vertices"], out.vertices)
+        kp = module.keypoint_map(out.vertices, out.joints)
+        s, t = pred["cam"][:, :1, None], pred["cam"][:, None, 1:]
+        assert torch.allclose(pred["keypoints2d"], s * kp[..., :2] + t)
+
+
+def test_short_training_lowers_the_training_loss(prior_file, batch) -> None:
+    module = _module(prior_file, train_heads=True, lr=2e-4)
+    calibrate_batchnorm(module.hmr, [batch["img"]])  # as the run does for a trunk without pretrained weights
+    module.train()
+    opt = module.configure_optimizers()
+    with torch.no_grad():
+        module.eval()
+        start = {k: float(v) for k, v in module._step(batch)[1].items()}
+    module.train()
+    for _ in range(40):
+        _, losses = module._step(batch)
+        opt.zero_grad()
+        losses["loss"].backward()
+        opt.step()
+    module.eval()
+    with torch.no_grad():
+        end = {k: float(v) for k, v in module._step(batch)[1].items()}
+    # a random-weight prior cannot reach the GT body pose (the pose term has a floor); keypoints can improve
+    assert end["loss"] < 0.92 * start["loss"] and end["keypoints"] < 0.7 * start["keypoints"], (start, end)
+
+
+def test_evaluation_of_ground_truth_meshes_is_zero(demo_root) -> None:
+    """The eval plumbing (P2 crops, regressor, GT S, frame order) gives 0 mm for the true meshes."""
+    from pose_prior.body_model import load_body_model
+
+    bm = load_body_model("open-light", "smpl", dtype=torch.float64)
+    data = read_eft_json(demo_root / "val.json")
+    pose = torch.as_tensor(data.pose)
+    gt_vertices = bm(pose[:, 1:], betas=torch.as_tensor(data.betas), global_orient=pose[:, 0]).vertices
+
+    class Oracle:
+        device = torch.device("cpu")
+
+        def eval(self):
+            return self
+
+        def __call__(self, img):
+            n = img.shape[0]
+            out, self.seen = gt_vertices[self.seen: self.seen + n], self.seen + n
+            return {"vertices": out, "cam": torch.zeros(n, 3)}
+
+    oracle = Oracle()
+    oracle.seen = 0
+    ds = H36MImageDataset(demo_root / "h36m_p2_synthetic.npz", demo_root)
+    reg = load_j_regressor_h36m(demo_root / "J_regressor_standin.npy", bm.num_vertices)
+    res = evaluate_h36m_images(oracle, ds, reg, batch_size=1)
+    assert res["mpjpe"].shape == (2,) and float(res["mpjpe"].max()) < 1e-6 and float(res["p_mpjpe"].max()) < 1e-6
+    # and a wrong mesh (another frame's) is far off
+    oracle.seen = 0
+    gt_vertices = gt_vertices.flip(0)
+    assert float(evaluate_h36m_images(oracle, ds, reg, batch_size=1)["mpjpe"].min()) > 20.0
+
+
+def test_missing_prior_is_explained(tmp_path) -> None:
+    cfg = load_config(EXPERIMENTS_DIR / "regressor.yaml", [f"output_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match="outputs/runs/gan_s/prior.pt"):
+        run_train_regressor(cfg)
+    assert cfg.model.train_heads and cfg.model.cache_features  # the embedded default applies without data
+    real = load_config(EXPERIMENTS_DIR / "regressor.yaml", ["data.train_json=x.json"])
+    assert not real.model.train_heads and real.data.augment.enabled
+
+
+@pytest.mark.slow
+def test_train_then_eval_run_folder(tmp_path, prior_file, demo_root) -> None:
+    common = [f"data.demo_dir={demo_root}", "demo_images.num_train=4", "demo_images.num_val=2",
+              "demo_images.image_size=128", "body_model.path=open-light", "logger.wandb_mode=offline"]
+    cfg = load_config(EXPERIMENTS_DIR / "regressor.yaml", [
+        f"prior.path={prior_file}", f"output_dir={tmp_path / 'run'}", "trainer.max_epochs=2", "data.batch_size=2",
+        "trainer.progress_bar=false", "trainer.log_every_n_steps=1", "hmr.calibrate_bn_batches=1", "grid_images=2",
+        *common])
+    run = run_train_regressor(cfg)
+    assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "predictions" / "epoch0001.png").is_file()
+    rows = list(csv.DictReader(open(run / "csv" / "metrics.csv")))
+    keys = set().union(*(r.keys() for r in rows))
+    assert {"train/loss_step", "train/keypoints_step", "val/loss", "val/mpjpe_lsp14_params_mm"} <= keys
+    assert list((run / "wandb").glob("offline-run-*"))
+    ecfg = load_config(EXPERIMENTS_DIR / "eval_regressor.yaml", [f"checkpoint={run / 'checkpoints' / 'last.ckpt'}",
+                                                                  "grid_images=2", *common])
+    summary = run_eval_regressor(ecfg)
+    saved = json.loads((run / "eval" / "regression.json").read_text())
+    assert saved["frames"] == 2 and "SYNTHETIC" in saved["benchmark"] and saved["mpjpe_mm"] == summary["mpjpe_mm"]
+    assert 0 < saved["p_mpjpe_mm"] <= saved["mpjpe_mm"] + 1e-9
+    assert (run / "eval" / "predictions.png").is_file()
+    # the checkpoint holds the prior's weights: bit-identical to the prior file's generator
+    module = ImageRegressionModule.load_from_checkpoint(str(run / "checkpoints" / "last.ckpt"), map_location="cpu")
+    ref = load_prior(prior_file).generator.state_dict()
+    assert all(torch.equal(module.prior.generator.state_dict()[k], v) for k, v in ref.items())
