@@ -65,7 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(OmegaConf.to_yaml(cfg))
         return 0
-    runner_for(cfg.task)(cfg)
+    try:
+        runner_for(cfg.task)(cfg)
+    except ConfigError as exc:  # a missing input the runner needs (e.g. prior.path): no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
