@@ -71,3 +71,13 @@ train-regressor: ## Image -> latent regressor through a frozen prior: make train
 
 eval-regressor: ## H3.6M Protocol 2 (MPJPE, P-MPJPE) from images: make eval-regressor CKPT=<run>/checkpoints/last.ckpt
 	$(RUN) eval_regressor $(if $(CKPT),checkpoint=$(CKPT)) $(ARGS)
+
+comma := ,
+empty :=
+space := $(empty) $(empty)
+PRIOR ?=
+demo-h36m: ## Write the synthetic H3.6M P2-format file (AMASS test poses, open model, known camera)
+	$(RUN) demo_h36m $(ARGS)
+
+eval-h36m: ## Keypoint fitting, H3.6M Protocol 2 P-MPJPE (Table 3): make eval-h36m PRIOR="a/prior.pt b/prior.pt"
+	$(RUN) eval_h36m $(if $(strip $(PRIOR)),"priors=[$(subst $(space),$(comma),$(strip $(PRIOR)))]") $(ARGS)

@@ -23,6 +23,8 @@ TASK_RUNNERS: dict[str, str] = {
     "train-gan": "experiments.train_gan:run_train_gan",
     "train-vposer": "experiments.train_vposer:run_train_vposer",
     "train-gmm": "experiments.train_gmm:run_train_gmm",
+    "eval-h36m": "experiments.eval_h36m:run_eval_h36m",
+    "demo-h36m": "experiments.eval_h36m:run_demo_h36m",
 }
 TASK_RUNNERS.update({
     "demo-images": "datamodules.eft_demo:run_demo_images",

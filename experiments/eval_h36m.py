@@ -1,0 +1,215 @@
+"""Runner of `make eval-h36m`: fit 2D keypoints of H3.6M Protocol 2 with each prior (and none), Table 3.
+
+For each prior (a prior.pt of any kind, or "none" = raw pose, no prior term), KeypointFittingModule fits
+every frame under a Lightning Trainer (DDP across devices, each rank its shard); per-frame results go
+to `<output_dir>/<prior name>/fits.npz` (body_pose, latent, camera, MPJPE, P-MPJPE per frame) and the
+summary to `<output_dir>/h36m.json`, a rich table, the CSV logger and W&B (offline unless logged in).
+
+With no data configured (data.h36m_file null) the synthetic H3.6M-format file of the embedded default is
+made on demand (poses of the prepared AMASS TEST split of the synthetic demo data, open body model).
+With no priors configured, every `outputs/runs/*/prior.pt` found is evaluated, plus "none".
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader, Subset
+
+from datamodules.h36m.reader import H36MEvalDataset, read_h36m_p2
+from datamodules.h36m.synthetic import ensure_synthetic_h36m
+from experiments.config import to_container
+from experiments.training import build_loggers, build_trainer, prepare_run_dir
+from lightning_modules.keypoint_fitting import KeypointFittingModule, merge_fit_parts
+from pose_prior.body_model import load_body_model
+from pose_prior.frozen_prior import load_prior
+from pose_prior.h36m_regressor import h36m_regressor_for
+from pose_prior.io import atomic_write_text
+
+RUNS_DIR = Path("outputs/runs")
+# Table 3 of the paper (P-MPJPE, mm, SMPL on real H3.6M): for reference only, not comparable with open-model runs.
+PAPER_TABLE3 = {"GAN-S": 84.3, "GAN-U": 90.7, "GAN-N": 85.4, "VPoser": 90.1, "GMM": 92.3}
+
+
+def discover_priors(runs_dir: Path = RUNS_DIR) -> list[str]:
+    """Every `<runs_dir>/*/prior.pt`, sorted."""
+    return sorted(str(p) for p in runs_dir.glob("*/prior.pt"))
+
+
+def prior_name(entry: str) -> str:
+    """'none', or the run folder name of a prior.pt (file stem for other file names)."""
+    if entry == "none":
+        return "none"
+    p = Path(entry)
+    return p.parent.name if p.name == "prior.pt" and p.parent.name else p.stem
+
+
+def prior_list(cfg: DictConfig) -> tuple[list[str], str]:
+    """The priors to evaluate and where the list came from."""
+    entries = [str(p) for p in cfg.priors]
+    source = "config"
+    if not entries:
+        entries = discover_priors()
+        source = f"found in {RUNS_DIR}/*/prior.pt" if entries else f"no prior.pt in {RUNS_DIR}/*/: none only"
+    if cfg.include_none and "none" not in entries:
+        entries.append("none")
+    names = [prior_name(e) for e in entries]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"priors: several entries are named {dup}; give prior files in distinct run folders")
+    return entries, source
+
+
+def h36m_file(cfg: DictConfig) -> tuple[Path, str]:
+    """The P2 file to evaluate (made on demand for the embedded default) and a description."""
+    if cfg.data.h36m_file:
+        return Path(cfg.data.h36m_file), "H3.6M Protocol 2 file"
+    from datamodules.amass.prepare import ensure_prepared, prepare_kwargs_from_config
+
+    syn = cfg.synthetic
+    path = Path(syn.file)
+    if not path.is_file():
+        report = ensure_prepared(**prepare_kwargs_from_config(SimpleNamespace(data=syn.amass, demo=syn.demo)))
+        poses = np.load(Path(report.prepared_dir) / "test" / "body_pose.npy", mmap_mode="r")
+        ensure_synthetic_h36m(path, cfg.body_model.path, poses, syn.frames, syn.seed, syn.focal, cfg.j_regressor)
+    return path, f"synthetic H3.6M-format file (AMASS test poses, body model {cfg.body_model.path})"
+
+
+def run_demo_h36m(cfg: DictConfig) -> Path:
+    """`make demo-h36m`: write the synthetic H3.6M-format file (synthetic.file) if it does not exist."""
+    path, what = h36m_file(_without_data(cfg))
+    print(f"{what}: {path}")
+    return path
+
+
+def _without_data(cfg: DictConfig) -> DictConfig:
+    if cfg.data.h36m_file:
+        print("demo-h36m writes the synthetic file; data.h36m_file is ignored")
+    from omegaconf import OmegaConf
+
+    c = OmegaConf.to_container(cfg, resolve=True)
+    c["data"]["h36m_file"] = None
+    return OmegaConf.create(c)
+
+
+def _load(entry: str) -> Any:
+    """None for "none", else the prior file (any registered kind)."""
+    return None if entry == "none" else load_prior(entry)
+
+
+def evaluate_prior(cfg: DictConfig, entry: str, dataset, j_reg: np.ndarray, body_model, out_dir: Path) -> dict:
+    """Fit every frame with one prior; returns its summary (rank 0) after writing fits.npz."""
+    parts = out_dir / "parts"
+    if parts.exists():
+        shutil.rmtree(parts)
+    prior = _load(entry)
+    module = KeypointFittingModule(prior, body_model, j_reg, parts, layout=dataset.data.layout,
+                                   settings=to_container(cfg.fitting), crop_res=cfg.data.crop_res)
+    loader = DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=False, num_workers=cfg.data.num_workers)
+    trainer = build_trainer(cfg, out_dir, [], [], inference_mode=False, max_epochs=1, limit_test_batches=None)
+    start = time.perf_counter()
+    trainer.test(module, dataloaders=loader, verbose=False)
+    seconds = time.perf_counter() - start
+    trainer.strategy.barrier()
+    if trainer.global_rank != 0:
+        return {}
+    fits = merge_fit_parts(parts, len(dataset))
+    np.savez(out_dir / "fits.npz", **fits)
+    shutil.rmtree(parts, ignore_errors=True)
+    return {
+        "prior": entry,
+        "kind": "none" if prior is None else str(getattr(prior, "latent_type", "?")),
+        "frames": int(fits["index"].shape[0]),
+        "p_mpjpe_mm": float(fits["p_mpjpe"].mean()),
+        "mpjpe_mm": float(fits["mpjpe"].mean()),
+        "p_mpjpe_median_mm": float(np.median(fits["p_mpjpe"])),
+        "mean_iterations": float(fits["iterations"].mean()),
+        "flipped_fraction": float(fits["flipped"].mean()),
+        "seconds": seconds,
+        "frames_per_second": float(fits["index"].shape[0] / max(seconds, 1e-9)),
+        "fits": str(out_dir / "fits.npz"),
+    }
+
+
+def print_table(results: dict[str, dict], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("prior", "frames", "P-MPJPE (mm)", "MPJPE (mm)", "median P-MPJPE", "frames/s"):
+        table.add_column(col, justify="left" if col == "prior" else "right")
+    for name, r in results.items():
+        table.add_row(name, str(r["frames"]), f"{r['p_mpjpe_mm']:.1f}", f"{r['mpjpe_mm']:.1f}",
+                      f"{r['p_mpjpe_median_mm']:.1f}", f"{r['frames_per_second']:.1f}")
+    Console().print(table)
+
+
+def run_eval_h36m(cfg: DictConfig) -> Path:
+    pl.seed_everything(cfg.seed, workers=True)
+    if cfg.trainer.accelerator in ("cpu", "auto") and not torch.cuda.is_available():
+        torch.set_num_threads(1)  # fitting is many small ops: one thread per process (DDP for parallelism)
+    run_dir = prepare_run_dir(cfg)
+    entries, source = prior_list(cfg)
+    path, what = h36m_file(cfg)
+    data = read_h36m_p2(path, cfg.data.h36m_keypoints, cfg.data.keypoint_key)
+    body_model = load_body_model(cfg.body_model.path, model_type="smpl", gender=cfg.body_model.gender)
+    j_reg = h36m_regressor_for(cfg.body_model.path, cfg.j_regressor, body_model.num_vertices)
+    dataset = H36MEvalDataset(data, dtype=body_model.dtype)
+    if cfg.data.max_frames is not None:
+        dataset = _subset(dataset, int(cfg.data.max_frames))
+    print(f"H3.6M P2 evaluation on {what}: {path} ({len(dataset)} frames, keypoints {data.keypoint_source}); "
+          f"priors ({source}): {', '.join(prior_name(e) for e in entries)}")
+
+    results: dict[str, dict] = {}
+    for entry in entries:
+        name = prior_name(entry)
+        summary = evaluate_prior(cfg, entry, dataset, j_reg, body_model, run_dir / name)
+        if summary:
+            results[name] = summary
+    if not results:  # non-zero ranks
+        return run_dir
+    report = {
+        "protocol": "H3.6M Protocol 2 (14 joints, pelvis-centred, per-frame Procrustes), mm",
+        "data": {"file": str(path), "description": what, "keypoints": data.keypoint_source,
+                 "frames": len(dataset), "synthetic": not bool(cfg.data.h36m_file)},
+        "body_model": cfg.body_model.path,
+        "j_regressor": cfg.j_regressor or f"open model's own ({cfg.body_model.path})",
+        "priors_source": source,
+        "settings": to_container(cfg.fitting),
+        "results": results,
+        "paper_table3_p_mpjpe_mm": PAPER_TABLE3,
+        "comparable_with_paper": False if cfg.body_model.path in ("open", "open-light") else None,
+    }
+    atomic_write_text(run_dir / "h36m.json", json.dumps(report, indent=2) + "\n")
+    print_table(results, f"H3.6M Protocol 2 keypoint fitting ({'synthetic' if not cfg.data.h36m_file else 'H3.6M'})")
+    metrics = {f"h36m/{n}/{k}": r[k] for n, r in results.items() for k in ("p_mpjpe_mm", "mpjpe_mm", "frames")}
+    for logger in build_loggers(cfg, run_dir):
+        logger.log_metrics(metrics, step=0)
+        logger.save()
+        logger.finalize("success")
+    print(f"results: {run_dir / 'h36m.json'}")
+    return run_dir
+
+
+class _SubsetDataset(Subset):
+    """A prefix of an H36MEvalDataset that keeps `.data` (the layout) visible."""
+
+    def __init__(self, dataset: H36MEvalDataset, n: int) -> None:
+        super().__init__(dataset, list(range(min(n, len(dataset)))))
+        self.data = dataset.data
+
+
+def _subset(dataset: H36MEvalDataset, n: int) -> _SubsetDataset:
+    return _SubsetDataset(dataset, n)
+
+
+__all__ = ["run_eval_h36m", "run_demo_h36m", "discover_priors", "prior_name"]

@@ -1,0 +1,502 @@
+"""Fitting a body to 2D keypoints through a pose prior (paper Sec. 3.3 / 4.3, Eq. 4), SMPLify style.
+
+Per sample, batched (every sample is an independent problem: `batched_lbfgs` keeps per-sample state):
+
+1. Translation initialisation (SMPLify "similar triangles"): tz = f * mean 3D torso edge / mean 2D torso
+   edge, on the body of the initial pose; tx, ty put the torso centroid on the keypoints' torso centroid.
+2. Camera stage: global orientation + translation on the 4 torso keypoints (hips, shoulders), squared
+   pixel error + depth_weight^2 (tz - tz_init)^2; run from the initial orientation (180 deg about x: a
+   y-up body upright in a y-down camera, facing it) AND from its 180-degree flip about the vertical axis.
+3. Body stage: latent (or raw pose) + orientation + translation on all keypoints with the
+   confidence-weighted Geman-McClure reprojection loss sum_j c_j^2 sum_xy rho(r) (sigma 100 px).
+   Prior-specific terms only where a prior needs one: the GMM prior adds gmm_weight^2 * SMPLify's
+   max-mixture penalty; latent priors (GAN-S/U/N, VPoser) add nothing (the paper's point) unless
+   `latent_l2_weight` > 0; "none" (prior=None) optimises the raw 63-d pose with no prior term at all.
+   For S and U the latent is projected onto its support after every step (`project` of batched_lbfgs).
+4. Per sample, the lowest body-stage loss over {orientation, flipped orientation} x {latent starts} wins.
+
+Initial latents: N and U: zeros (the mode / box centre); S: the most neutral of `candidates` seeded
+samples (smallest decoded pose norm), a fixed deterministic unit vector; restarts > 1 add the next most
+neutral candidates. GMM: SMPLify's mixture mean pose. None: the zero pose.
+
+No Lightning here: `lightning_modules/keypoint_fitting.py` runs this over a dataset.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional
+
+import torch
+from smplx.lbs import batch_rigid_transform
+from torch import nn
+
+from pose_prior.batched_lbfgs import batched_lbfgs
+from pose_prior.camera import GMOF_SIGMA, gmof, perspective_project
+from pose_prior.keypoints import KeypointMap, keypoint_map_for_body_model
+from pose_prior.rotations import axis_angle_to_matrix, body_pose_to_matrices
+
+# Keypoints SPIN's SMPLify ignores in the body stage (hip definitions differ between datasets and SMPL).
+SPIN_IGNORED_KEYPOINTS = ("OP Neck", "OP RHip", "OP LHip", "Right Hip", "Left Hip", "Neck", "RHip", "LHip")
+# Torso keypoints of the camera stage, per layout name set: (RHip, LHip, RShoulder, LShoulder)
+TORSO_NAMES = {
+    "openpose": ("RHip", "LHip", "RShoulder", "LShoulder"),
+    "spin_op": ("OP RHip", "OP LHip", "OP RShoulder", "OP LShoulder"),
+    "spin_gt": ("Right Hip", "Left Hip", "Right Shoulder", "Left Shoulder"),
+    "coco": ("right_hip", "left_hip", "right_shoulder", "left_shoulder"),
+}
+NUM_BODY_JOINTS = 21
+
+Monitor = Callable[[str, torch.Tensor], None]  # (stage, latent rows at an evaluation) -> None
+
+
+@dataclass
+class FitSettings:
+    """Settings of `fit_keypoints` (defaults: SMPLify / SPIN values where they exist)."""
+
+    focal: float = 5000.0  # px
+    camera_iters: int = 30  # L-BFGS iterations of the camera stage
+    body_iters: int = 100  # L-BFGS iterations of the body stage
+    history_size: int = 10
+    ftol: float = 1e-9
+    gtol: float = 1e-7
+    sigma: float = GMOF_SIGMA  # Geman-McClure scale (px)
+    depth_weight: float = 100.0  # camera stage: depth_weight^2 (tz - tz_init)^2
+    gmm_weight: float = 4.78  # GMM prior: gmm_weight^2 * max-mixture penalty (SPIN's final weight)
+    latent_l2_weight: float = 0.0  # optional latent_l2_weight^2 * ||z||^2 for latent priors (0 = paper)
+    ignore_keypoints: Sequence[str] = SPIN_IGNORED_KEYPOINTS  # zero confidence in the body stage
+    flip: bool = True  # also fit from the 180-degree flipped orientation; keep the lower loss
+    restarts: int = 1  # latent starts per sample (best kept per sample)
+    candidates: int = 256  # seeded latent candidates the S starts are picked from
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> FitSettings:
+        """From a plain dict (e.g. a config section); unknown keys are an error naming the valid ones."""
+        values = dict(values or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown fitting setting(s) {unknown}; valid: {sorted(known)}")
+        if "ignore_keypoints" in values:
+            values["ignore_keypoints"] = tuple(values["ignore_keypoints"])
+        return cls(**values)
+
+
+@dataclass
+class FitResult:
+    """Per-sample results of `fit_keypoints` (all tensors have the batch as first dimension)."""
+
+    body_pose: torch.Tensor  # (B, 63) axis-angle
+    latent: Optional[torch.Tensor]  # (B, d), or None for prior=None
+    global_orient: torch.Tensor  # (B, 3) axis-angle
+    transl: torch.Tensor  # (B, 3) camera translation (metres)
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)  # each (B,)
+    iterations: Optional[torch.Tensor] = None  # (B,) L-BFGS iterations (camera + body stage)
+    flipped: Optional[torch.Tensor] = None  # (B,) bool: the flipped orientation won
+    start: Optional[torch.Tensor] = None  # (B,) long: index of the winning latent start
+
+
+class KeypointBody(nn.Module):
+    """Keypoints (B, K, 3) of a BodyModel without skinning the whole mesh (unavailable ones at `transl`).
+
+    Computes the kinematic chain and only the landmark vertices the KeypointMap reads (with pose blend
+    shapes if the model has them). Neutral shape (betas = 0), 63-d SMPL-H body pose.
+    """
+
+    def __init__(self, body_model: nn.Module, keypoint_map: KeypointMap) -> None:
+        super().__init__()
+        reg = keypoint_map.vertex_regressor.to(body_model.dtype)  # (K, V)
+        cols = torch.nonzero(reg.abs().sum(0) > 0)[:, 0]  # (S,)
+        self.layout = keypoint_map.layout
+        self.register_buffer("sub_regressor", reg[:, cols].contiguous())  # (K, S)
+        self.register_buffer("joint_ids", keypoint_map.joint_ids.clone())
+        self.register_buffer("available", keypoint_map.available.clone())
+        self.register_buffer("approximate", keypoint_map.approximate.clone())
+        num_posed = 1 + NUM_BODY_JOINTS
+        self.register_buffer("weights", body_model._body_weights[cols].contiguous())  # (S, 22)
+        self.register_buffer("rest_vertices", body_model.v_template[cols].contiguous())  # (S, 3)
+        self.register_buffer("rest_joints", body_model._rest_joints[:num_posed].contiguous())  # (22, 3)
+        self.register_buffer("rest_all", body_model._rest_joints.contiguous())  # (J, 3)
+        self.register_buffer("parents", body_model.parents[:num_posed].clone())
+        self.register_buffer("ancestor", body_model._body_ancestor.clone())  # (J,)
+        self.has_posedirs = bool(body_model.has_posedirs)
+        if self.has_posedirs:
+            pd = body_model.posedirs[: 9 * NUM_BODY_JOINTS].reshape(9 * NUM_BODY_JOINTS, -1, 3)
+            self.register_buffer("posedirs", pd[:, cols].reshape(9 * NUM_BODY_JOINTS, -1).contiguous())
+        self.num_keypoints = int(reg.shape[0])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.rest_vertices.dtype
+
+    def forward(self, rot_root: torch.Tensor, rot_body: torch.Tensor, transl: torch.Tensor) -> torch.Tensor:
+        """rot_root (B, 3, 3), rot_body (B, 21, 3, 3), transl (B, 3) -> keypoints (B, K, 3)."""
+        B = rot_body.shape[0]
+        rots = torch.cat([rot_root[:, None], rot_body], 1).to(self.dtype)  # (B, 22, 3, 3)
+        rest = self.rest_joints[None].expand(B, -1, -1).contiguous()
+        _, transforms = batch_rigid_transform(rots, rest, self.parents, dtype=self.dtype)
+        top = transforms[:, :, :3, :]  # (B, 22, 3, 4)
+        v = self.rest_vertices[None]  # (1, S, 3)
+        if self.has_posedirs:
+            eye = torch.eye(3, dtype=self.dtype, device=rots.device)
+            feature = (rots[:, 1:] - eye).reshape(B, -1)  # (B, 189)
+            v = v + (feature @ self.posedirs).reshape(B, -1, 3)
+        blended = torch.einsum("sp,bpij->bsij", self.weights, top)  # (B, S, 3, 4)
+        verts = (blended[..., :3] @ v[..., None].expand(B, -1, -1, -1))[..., 0] + blended[..., 3]  # (B, S, 3)
+        from_vertices = torch.einsum("ks,bsc->bkc", self.sub_regressor, verts)  # (B, K, 3)
+        ids = self.joint_ids.clamp(min=0)
+        anc = self.ancestor[ids]  # (K,)
+        rest_homo = torch.cat([self.rest_all, torch.ones_like(self.rest_all[:, :1])], 1)  # (J, 4)
+        rest_sel = rest_homo[ids]  # (K, 4): joint j moves rigidly with its body ancestor: T_anc [rest_j, 1]
+        from_joints = (top[:, anc] @ rest_sel[None, :, :, None])[..., 0]  # (B, K, 3)
+        out = torch.where((self.joint_ids >= 0)[None, :, None], from_joints, from_vertices)
+        out = out * self.available[None, :, None].to(out.dtype)
+        # unavailable keypoints sit at the translation (finite projection; their confidence is forced to 0)
+        return out + transl[:, None, :].to(out.dtype)
+
+
+# ------------------------------------------------------------------------------------------------
+# Small helpers
+# ------------------------------------------------------------------------------------------------
+
+
+def _rot_x_pi(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(n, 3) axis-angle of 180 degrees about x: a y-up body seen upright by a y-down camera."""
+    aa = torch.zeros(n, 3, dtype=dtype, device=device)
+    aa[:, 0] = math.pi
+    return aa
+
+
+def flip_orientation(global_orient: torch.Tensor) -> torch.Tensor:
+    """(B, 3) axis-angle -> the orientation turned 180 degrees about the camera's vertical (y) axis."""
+    from pose_prior.rotations import matrix_to_axis_angle
+
+    ry = torch.diag(torch.tensor([-1.0, 1.0, -1.0], dtype=global_orient.dtype, device=global_orient.device))
+    return matrix_to_axis_angle(ry @ axis_angle_to_matrix(global_orient))
+
+
+def _torso_indices(layout_names: Sequence[str]) -> list[list[int]]:
+    """Candidate torso index sets (RHip, LHip, RShoulder, LShoulder) present in the layout, in priority order."""
+    out = []
+    for names in TORSO_NAMES.values():
+        if all(n in layout_names for n in names):
+            out.append([layout_names.index(n) for n in names])
+    if not out:
+        raise ValueError(f"keypoint layout has no hips and shoulders to initialise the camera from: {list(layout_names)}")
+    return out
+
+
+def _torso_mask(conf: torch.Tensor, candidates: list[list[int]], available: torch.Tensor) -> torch.Tensor:
+    """(B, K) 0/1 mask of the 4 torso keypoints used per sample (first candidate set with all 4 visible)."""
+    B, K = conf.shape
+    mask = torch.zeros(B, K, dtype=conf.dtype, device=conf.device)
+    chosen = torch.zeros(B, dtype=torch.bool, device=conf.device)
+    for idx in candidates:
+        idx_t = torch.tensor(idx, device=conf.device)
+        ok = ((conf[:, idx_t] > 0) & available[idx_t][None]).all(-1) & ~chosen
+        m = torch.zeros(B, K, dtype=conf.dtype, device=conf.device)
+        m[:, idx_t] = 1.0
+        mask = torch.where(ok[:, None], m, mask)
+        chosen |= ok
+    # no complete set: use whichever torso keypoints of the first set are visible
+    idx_t = torch.tensor(candidates[0], device=conf.device)
+    m = torch.zeros(B, K, dtype=conf.dtype, device=conf.device)
+    m[:, idx_t] = (conf[:, idx_t] > 0).to(conf.dtype) * available[idx_t].to(conf.dtype)
+    return torch.where(chosen[:, None], mask, m)
+
+
+def init_translation(
+    joints3d: torch.Tensor, keypoints: torch.Tensor, torso: torch.Tensor, focal: float, center: torch.Tensor
+) -> torch.Tensor:
+    """SMPLify similar triangles for tz from torso edges (RShoulder-RHip, LShoulder-LHip) + torso centroid for tx, ty.
+
+    joints3d (B, K, 3) model keypoints (camera frame, no translation), keypoints (B, K, 3),
+    torso (B, K) mask of the 4 torso keypoints in the order of `_torso_indices` -> (B, 3).
+    """
+    B = joints3d.shape[0]
+    w = torso  # (B, K)
+    n = w.sum(-1).clamp(min=1)
+    # edge lengths: pair each visible torso point with the mean of the others -> a robust scale ratio
+    c3 = (joints3d * w[..., None]).sum(1) / n[:, None]  # (B, 3)
+    c2 = (keypoints[..., :2] * w[..., None]).sum(1) / n[:, None]  # (B, 2)
+    spread3 = (((joints3d[..., :2] - c3[:, None, :2]) ** 2).sum(-1) * w).sum(-1).sqrt()
+    spread2 = (((keypoints[..., :2] - c2[:, None]) ** 2).sum(-1) * w).sum(-1).sqrt()
+    default = 2 * focal / (224 * 0.9)
+    tz = torch.where(spread2 > 1e-6, focal * spread3 / spread2.clamp(min=1e-6), torch.full_like(spread2, default))
+    tz = tz - c3[:, 2]  # the torso centroid sits at depth tz + c3_z
+    depth = tz + c3[:, 2]
+    txy = (c2 - center) * depth[:, None] / focal - c3[:, :2]
+    out = torch.cat([txy, tz[:, None]], -1)
+    return torch.where((w.sum(-1) > 0)[:, None], out, torch.tensor([0.0, 0.0, default]).to(out).expand(B, 3))
+
+
+def reprojection_loss(
+    projected: torch.Tensor, keypoints: torch.Tensor, conf: torch.Tensor, sigma: float
+) -> torch.Tensor:
+    """sum_j c_j^2 sum_xy GMoF(projected - target) -> (B,)."""
+    r = projected - keypoints[..., :2]
+    return (conf**2 * gmof(r, sigma).sum(-1)).sum(-1)
+
+
+TXY_UNIT_PX = 100.0  # a unit of the (u, v) camera variables moves the projected root by this many pixels
+LOG_DEPTH_SCALE = 10.0  # a unit of w changes the depth by a factor exp(1/10) (~10 % of the body's size)
+
+
+def camera_to_vars(transl: torch.Tensor, focal: float) -> torch.Tensor:
+    """Translation (B, 3) -> optimisation variables (u, v, w): root offset in units of 100 px, scaled log depth.
+
+    Keeps the variables' effects on the projections of similar size (L-BFGS starts from an identity Hessian).
+    """
+    tz = transl[:, 2:3]
+    return torch.cat([transl[:, :2] * focal / (tz * TXY_UNIT_PX), torch.log(tz) * LOG_DEPTH_SCALE], -1)
+
+
+def vars_to_camera(uvw: torch.Tensor, focal: float) -> torch.Tensor:
+    """Inverse of `camera_to_vars`: (B, 3) -> translation (B, 3)."""
+    tz = torch.exp(uvw[:, 2:3] / LOG_DEPTH_SCALE)
+    return torch.cat([uvw[:, :2] * TXY_UNIT_PX * tz / focal, tz], -1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Priors
+# ------------------------------------------------------------------------------------------------
+
+
+class _PoseParam:
+    """How the pose variable maps to rotation matrices, its projection, penalty and initial values."""
+
+    def __init__(self, prior: Optional[nn.Module], settings: FitSettings, dtype: torch.dtype, device) -> None:
+        self.prior = prior
+        self.settings = settings
+        self.dtype = dtype
+        self.device = device
+        self.kind = "none" if prior is None else str(prior.latent_type)
+        self.dim = 3 * NUM_BODY_JOINTS if prior is None else int(prior.latent_dim)
+
+    def matrices(self, z: torch.Tensor) -> torch.Tensor:
+        """(R, dim) -> (R, 21, 3, 3)."""
+        if self.prior is None:
+            return body_pose_to_matrices(z)
+        return self.prior.decode_matrices(z.to(self._prior_dtype())).to(self.dtype)
+
+    def body_pose(self, z: torch.Tensor) -> torch.Tensor:
+        if self.prior is None:
+            return z
+        return self.prior.decode(z.to(self._prior_dtype())).to(self.dtype)
+
+    def _prior_dtype(self) -> torch.dtype:
+        return self.prior._param().dtype
+
+    def project(self, z: torch.Tensor) -> torch.Tensor:
+        if self.kind in ("S", "U"):
+            return self.prior.project(z)
+        return z
+
+    @property
+    def projects(self) -> bool:
+        return self.kind in ("S", "U")
+
+    def penalty(self, z: torch.Tensor) -> Optional[torch.Tensor]:
+        s = self.settings
+        if self.kind == "pose" and hasattr(self.prior, "prior_penalty") and s.gmm_weight > 0:
+            return s.gmm_weight**2 * self.prior.prior_penalty(z).to(z.dtype)
+        if self.kind in ("S", "U", "N") and s.latent_l2_weight > 0:
+            return s.latent_l2_weight**2 * z.square().sum(-1)
+        return None
+
+    def starts(self) -> torch.Tensor:
+        """(R, dim) initial values, identical for every sample."""
+        s = self.settings
+        R = max(1, int(s.restarts))
+        zeros = torch.zeros(1, self.dim, dtype=self.dtype, device=self.device)
+        if self.kind == "none":
+            return zeros.expand(R, -1).clone()
+        if self.kind == "pose":
+            mean = self.prior.mean_pose().to(self.dtype).to(self.device)[None] if hasattr(self.prior, "mean_pose") else zeros
+            if R == 1:
+                return mean
+            g = torch.Generator().manual_seed(s.seed)
+            extra = self.prior.sample(R - 1, generator=g).to(self.dtype).to(self.device)
+            return torch.cat([mean, extra])
+        g = torch.Generator().manual_seed(s.seed)
+        cand = self.prior.sample(max(s.candidates, R), generator=g).to(self.dtype).to(self.device)
+        with torch.no_grad():
+            neutral = self.body_pose(cand).norm(dim=-1)  # (C,) distance of the decoded pose from the rest pose
+        order = torch.argsort(neutral)
+        if self.kind == "S":
+            return cand[order[:R]]
+        return torch.cat([zeros, cand[order[: R - 1]]])
+
+
+# ------------------------------------------------------------------------------------------------
+# The fit
+# ------------------------------------------------------------------------------------------------
+
+
+def fit_keypoints(
+    prior: Optional[nn.Module],
+    body_model: nn.Module,
+    keypoints: torch.Tensor,
+    layout: str | KeypointMap = "spin24",
+    center: torch.Tensor | Sequence[float] = (112.0, 112.0),
+    settings: FitSettings | dict | None = None,
+    monitor: Optional[Monitor] = None,
+    keypoint_body: Optional[KeypointBody] = None,
+    init_latent: Optional[torch.Tensor] = None,
+    init_global_orient: Optional[torch.Tensor] = None,
+    init_transl: Optional[torch.Tensor] = None,
+) -> FitResult:
+    """Fit pose (through `prior`, or raw with prior=None), global orientation and camera translation to
+    keypoints (B, K, 3) [x, y, confidence] in pixels of a camera with focal `settings.focal` and
+    principal point `center` ((2,) or (B, 2)). `layout` names the keypoint order (spin24, spin49,
+    openpose25, coco17) or gives a KeypointMap. `monitor(stage, latent)` is called at every objective
+    evaluation with the (projected) latent rows being evaluated. Samples are independent of each other.
+    Optional per-sample starts: `init_latent` (B, d) (or the raw (B, 63) pose for prior=None) replaces
+    the first latent start; `init_global_orient` (B, 3) the SMPLify orientation; `init_transl` (B, 3) the
+    similar-triangles translation (and the depth anchor of the camera stage).
+    """
+    s = settings if isinstance(settings, FitSettings) else FitSettings.from_dict(settings)
+    dtype = body_model.dtype
+    device = body_model.device if hasattr(body_model, "device") else keypoints.device
+    if keypoints.ndim != 3 or keypoints.shape[-1] != 3:
+        raise ValueError(f"keypoints must be (B, K, 3) [x, y, confidence], got {tuple(keypoints.shape)}")
+    if keypoint_body is None:
+        kmap = layout if isinstance(layout, KeypointMap) else keypoint_map_for_body_model(body_model, layout)
+        keypoint_body = KeypointBody(body_model, kmap).to(device)
+    K = keypoint_body.num_keypoints
+    if keypoints.shape[1] != K:
+        raise ValueError(
+            f"keypoints have {keypoints.shape[1]} points but layout {keypoint_body.layout.name} has {K}"
+        )
+    kp = keypoints.to(device=device, dtype=dtype)
+    B = kp.shape[0]
+    ctr = torch.as_tensor(center, dtype=dtype, device=device)
+    ctr = ctr.expand(B, 2) if ctr.shape == (2,) else ctr
+    if ctr.shape != (B, 2):
+        raise ValueError(f"center must be (2,) or ({B}, 2), got {tuple(ctr.shape)}")
+    names = list(keypoint_body.layout.joint_names)
+    available = keypoint_body.available
+    conf = kp[..., 2].clamp(min=0) * available[None].to(dtype)  # (B, K)
+    ignore = [names.index(n) for n in s.ignore_keypoints if n in names]
+    body_conf = conf.clone()
+    if ignore:
+        body_conf[:, ignore] = 0.0
+    torso = _torso_mask(conf, _torso_indices(names), available)  # (B, K)
+
+    param = _PoseParam(prior, s, dtype, device)
+    D = param.dim
+    starts = param.starts()[:, None].expand(-1, B, -1).clone()  # (R, B, D)
+    if init_latent is not None:
+        if init_latent.shape != (B, D):
+            raise ValueError(f"init_latent must be ({B}, {D}), got {tuple(init_latent.shape)}")
+        starts[0] = init_latent.to(starts)
+    starts = param.project(starts.reshape(-1, D)).reshape(-1, B, D)
+    R = starts.shape[0]
+    n_orient = 2 if s.flip else 1
+    with torch.no_grad():
+        rot0 = param.matrices(starts[0])  # (B, 21, 3, 3)
+
+    # --- camera stage: rows (orientation o, sample b) = o * B + b ---
+    orient0 = _rot_x_pi(B, dtype, device) if init_global_orient is None else init_global_orient.to(kp).reshape(B, 3)
+    orients = torch.cat([orient0, flip_orientation(orient0)]) if n_orient == 2 else orient0  # (n_orient*B, 3)
+    kp_o, torso_o, ctr_o = kp.repeat(n_orient, 1, 1), torso.repeat(n_orient, 1), ctr.repeat(n_orient, 1)
+    rot0_o = rot0.repeat(n_orient, 1, 1, 1)
+    with torch.no_grad():
+        if init_transl is None:
+            body0 = keypoint_body(axis_angle_to_matrix(orients), rot0_o, torch.zeros(n_orient * B, 3, dtype=dtype, device=device))
+            transl0 = init_translation(body0, kp_o, torso_o, s.focal, ctr_o)  # (n_orient*B, 3)
+        else:
+            transl0 = init_transl.to(kp).reshape(B, 3).repeat(n_orient, 1)
+    tz_init = transl0[:, 2].clone()
+
+    def camera_loss(x: torch.Tensor) -> torch.Tensor:
+        if monitor is not None:
+            monitor("camera", starts[0].repeat(n_orient, 1))
+        t = vars_to_camera(x[:, 3:], s.focal)
+        pts = keypoint_body(axis_angle_to_matrix(x[:, :3]), rot0_o, t)
+        proj = perspective_project(pts, torch.zeros_like(t), s.focal, ctr_o)
+        err = ((proj - kp_o[..., :2]) ** 2).sum(-1)  # (n_orient*B, K)
+        return (err * torso_o).sum(-1) + s.depth_weight**2 * (t[:, 2] - tz_init) ** 2
+
+    x_cam = torch.cat([orients, camera_to_vars(transl0, s.focal)], -1)
+    if s.camera_iters > 0:
+        cam = batched_lbfgs(camera_loss, x_cam, max_iter=s.camera_iters, history_size=s.history_size,
+                            ftol=s.ftol, gtol=s.gtol)
+        x_cam, cam_iters, cam_loss = cam.x.detach(), cam.iterations, cam.f
+    else:
+        cam_iters = torch.zeros(n_orient * B, dtype=torch.long, device=device)
+        with torch.no_grad():
+            cam_loss = camera_loss(x_cam)
+
+    # --- body stage: rows (start r, orientation o, sample b) = (r * n_orient + o) * B + b ---
+    N = R * n_orient * B
+    z0 = starts[:, None].expand(-1, n_orient, -1, -1).reshape(N, D)  # (N, D)
+    x_body = torch.cat([z0, x_cam.repeat(R, 1)], -1)  # (N, D + 6)
+    kp_n, conf_n, ctr_n = kp.repeat(R * n_orient, 1, 1), body_conf.repeat(R * n_orient, 1), ctr.repeat(R * n_orient, 1)
+
+    def project(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([param.project(x[:, :D]), x[:, D:]], -1)
+
+    def body_terms(x: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        z = x[:, :D]
+        t = vars_to_camera(x[:, D + 3:], s.focal)
+        pts = keypoint_body(axis_angle_to_matrix(x[:, D:D + 3]), param.matrices(z), t)
+        proj = perspective_project(pts, torch.zeros_like(t), s.focal, ctr_n[: x.shape[0]])
+        return reprojection_loss(proj, kp_n[: x.shape[0]], conf_n[: x.shape[0]], s.sigma), param.penalty(z)
+
+    def body_loss(x: torch.Tensor) -> torch.Tensor:
+        if monitor is not None:
+            monitor("body", x[:, :D].detach())
+        data, pen = body_terms(x)
+        return data if pen is None else data + pen
+
+    if s.body_iters > 0:
+        res = batched_lbfgs(body_loss, x_body, project=project if param.projects else None,
+                            max_iter=s.body_iters, history_size=s.history_size, ftol=s.ftol, gtol=s.gtol)
+        x_fin, body_iters = project(res.x.detach()), res.iterations
+    else:
+        x_fin, body_iters = project(x_body), torch.zeros(N, dtype=torch.long, device=device)
+    with torch.no_grad():
+        data, pen = body_terms(x_fin)
+        total = data if pen is None else data + pen
+
+    # --- per sample, the best row ---
+    best = total.reshape(R * n_orient, B).argmin(0)  # (B,)
+    rows = best * B + torch.arange(B, device=device)
+    x_best = x_fin[rows]
+    z = x_best[:, :D]
+    with torch.no_grad():
+        body_pose = param.body_pose(z)
+    losses = {"total": total[rows], "reprojection": data[rows],
+              "camera": cam_loss.repeat(R)[rows]}
+    if pen is not None:
+        losses["prior"] = pen[rows]
+    return FitResult(
+        body_pose=body_pose.detach(),
+        latent=None if prior is None else z.detach(),
+        global_orient=x_best[:, D:D + 3].detach(),
+        transl=vars_to_camera(x_best[:, D + 3:], s.focal).detach(),
+        losses={k: v.detach() for k, v in losses.items()},
+        iterations=(cam_iters.repeat(R) + body_iters)[rows],
+        flipped=(best % n_orient == 1) if n_orient == 2 else torch.zeros(B, dtype=torch.bool, device=device),
+        start=best // n_orient,
+    )
+
+
+def fitted_vertices(body_model: nn.Module, result: FitResult, chunk: int = 256, orient: bool = True) -> torch.Tensor:
+    """Vertices (B, V, 3) of the fitted bodies with their global orientation (camera axes, no translation)."""
+    out = []
+    with torch.no_grad():
+        for pose, go in zip(result.body_pose.split(chunk), result.global_orient.split(chunk)):
+            out.append(body_model(pose, global_orient=go if orient else None).vertices.reshape(pose.shape[0], -1, 3))
+    return torch.cat(out) if out else result.body_pose.new_zeros(0, body_model.num_vertices, 3)
+
+
+def to_crop_pixels(keypoints: torch.Tensor, center: torch.Tensor, scale: torch.Tensor, res: int = 224) -> torch.Tensor:
+    """Original-image keypoints (B, K, 3) -> pixels of SPIN's res x res crop (side 200*scale around center)."""
+    side = 200.0 * scale.to(keypoints.dtype)  # (B,)
+    xy = (keypoints[..., :2] - center[:, None, :].to(keypoints.dtype)) / side[:, None, None] * res + res / 2.0
+    return torch.cat([xy, keypoints[..., 2:]], -1)
