@@ -233,6 +233,8 @@ class TrainVPoserConfig:
     output_dir: str = "outputs/runs/vposer"
     seed: int = 100
     resume: bool = False
+    # Published V02_05 weights (a snapshot .ckpt, or the experiment folder): convert to prior.pt, no training.
+    published_checkpoint: Optional[str] = None
     data: VPoserDataConfig = field(default_factory=VPoserDataConfig)
     demo: DemoDataConfig = field(default_factory=DemoDataConfig)
     body_model: BodyModelConfig = field(default_factory=BodyModelConfig)

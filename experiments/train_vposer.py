@@ -3,6 +3,7 @@
 The run folder (`output_dir`) holds config.yaml, checkpoints/ (last.ckpt + every N epochs), prior.pt
 (kind "vposer", the weights of the best validation v2v), csv/metrics.csv and the W&B run (offline unless
 logged in). The data are the same prepared AMASS splits the GAN priors train on.
+With `published_checkpoint` set, the published V02_05 weights are converted to prior.pt instead of training.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import Callback, EarlyStopping, LearningRateMonitor
+from pytorch_lightning.loggers import WandbLogger
 
 from callbacks.export_vposer import VPoserExportCallback
 from datamodules.amass.datamodule import AmassDataModule
@@ -25,6 +27,7 @@ from experiments.training import (
 )
 from lightning_modules.vae_prior import VAL_METRIC, VAEPriorModule
 from pose_prior.body_model import load_body_model
+from pose_prior.priors import VPoserPrior, save_vposer_prior
 
 
 def build_vposer_module(cfg: DictConfig) -> VAEPriorModule:
@@ -46,9 +49,44 @@ def validation_enabled(cfg: DictConfig) -> bool:
     return cfg.trainer.val_batches is None or cfg.trainer.val_batches != 0
 
 
+def find_published_checkpoint(path: str | Path) -> Path:
+    """A V02_05 snapshot: the file itself, or the newest-mtime .ckpt in `<dir>/snapshots/` or `<dir>/`
+    (as human_body_prior's `exprdir2model` picks it)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        for folder in (path / "snapshots", path):
+            ckpts = sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+            if ckpts:
+                return ckpts[-1]
+        raise FileNotFoundError(f"published_checkpoint: no *.ckpt in {path}/snapshots or {path}")
+    raise FileNotFoundError(f"published_checkpoint: {path} does not exist (expected a V02_05 .ckpt or its folder)")
+
+
+def convert_published(cfg: DictConfig, run_dir: Path) -> Path:
+    """Write the published VPoser weights as prior.pt (kind "vposer") in the run folder."""
+    ckpt = find_published_checkpoint(cfg.published_checkpoint)
+    prior = VPoserPrior.from_checkpoint(ckpt, provenance={"config": to_container(cfg)})
+    save_vposer_prior(run_dir / "prior.pt", prior)
+    print(f"converted {ckpt} -> {run_dir / 'prior.pt'}")
+    return run_dir
+
+
+def finish_wandb(loggers: list) -> None:
+    """End this run's W&B run, so a later run in the same process (tests, notebooks) gets its own."""
+    if any(isinstance(lg, WandbLogger) for lg in loggers):
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+
+
 def run_train_vposer(cfg: DictConfig) -> Path:
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = prepare_run_dir(cfg)
+    if cfg.published_checkpoint:
+        return convert_published(cfg, run_dir)
     datamodule = build_vposer_datamodule(cfg)
     module = build_vposer_module(cfg)
     provenance = {
@@ -69,5 +107,6 @@ def run_train_vposer(cfg: DictConfig) -> Path:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     trainer = build_trainer(cfg, run_dir, callbacks, loggers)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, run_dir))
+    finish_wandb(loggers)
     print(f"run folder: {run_dir}  prior: {run_dir / 'prior.pt'}")
     return run_dir

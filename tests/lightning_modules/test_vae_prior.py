@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from lightning_modules.vae_prior import reconstruction_v2v, validation_noise
 from pose_prior.frozen_prior import load_prior
 from pose_prior.priors import VPoserPrior
 from pose_prior.vposer import VPoser
+from tests.pose_prior.test_vposer import assert_same_model, fabricated_lightning_checkpoint, randomised_vposer
 
 TINY = [
     "data.batch_size=32", "data.eval_batch_size=32", "trainer.batches_per_epoch=6", "trainer.val_batches=1",
@@ -92,6 +94,9 @@ def _rows(run: Path) -> list[dict[str, str]]:
 
 
 def test_run_folder_prior_is_best_validation_vposer(tmp_path: Path, demo_amass_tree: Path, prepared_amass) -> None:
+    import wandb
+
+    wandb.finish()  # an earlier test's run left active would otherwise absorb this one (WandbLogger reuses it)
     cfg = tiny_config(tmp_path, demo_amass_tree, prepared_amass, "trainer.max_epochs=3", "loss.keep_extra_until=1",
                       "logger.wandb_mode=offline")
     run = run_train_vposer(cfg)
@@ -189,3 +194,27 @@ def test_ddp_two_processes_keep_identical_weights(tmp_path: Path, demo_amass_tre
     r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert not torch.equal(r0, start)
     torch.testing.assert_close(r0, r1, rtol=0, atol=0)
+
+
+def test_published_checkpoint_is_converted_without_training(tmp_path: Path) -> None:
+    model = randomised_vposer(4)
+    snapshots = tmp_path / "V02_05" / "snapshots"
+    snapshots.mkdir(parents=True)
+    torch.save(fabricated_lightning_checkpoint(randomised_vposer(5)), snapshots / "V02_05_epoch=08_val_loss=0.04.ckpt")
+    newest = snapshots / "V02_05_epoch=13_val_loss=0.03.ckpt"
+    torch.save(fabricated_lightning_checkpoint(model), newest)
+    old = (snapshots / "V02_05_epoch=08_val_loss=0.04.ckpt").stat().st_mtime
+    os.utime(newest, (old + 10, old + 10))
+    missing = tmp_path / "no_data"
+    cfg = load_config(EXPERIMENTS_DIR / "vposer.yaml", [
+        f"output_dir={tmp_path / 'run'}", f"published_checkpoint={tmp_path / 'V02_05'}",
+        f"data.amass_dir={missing}", f"data.prepared_dir={missing}", "logger.wandb_mode=disabled"])
+    run = run_train_vposer(cfg)
+    assert not missing.exists() and not (run / "checkpoints").exists()
+    prior = load_prior(run / "prior.pt")
+    assert isinstance(prior, VPoserPrior) and prior.latent_type == "N"
+    assert_same_model(model, prior.vposer)  # the newest snapshot, as human_body_prior picks it
+    assert prior.provenance["source_checkpoint"] == str(newest)
+    with pytest.raises(FileNotFoundError, match="published_checkpoint"):
+        run_train_vposer(load_config(EXPERIMENTS_DIR / "vposer.yaml", [
+            f"output_dir={tmp_path / 'run2'}", f"published_checkpoint={missing}", "logger.wandb_mode=disabled"]))
