@@ -33,6 +33,7 @@ class RegressorModelConfig:
     mlp_dropout: float = 0.0
     train_heads: bool = False  # also train HMR's fc1/fc2/decpose/decshape/deccam (orientation, shape, camera)
     cache_features: bool = False  # keep backbone features of un-augmented crops in memory (frozen trunk)
+    extra_regressor: Optional[str] = None  # SPIN's data/J_regressor_extra.npy (9, 6890) for SMPL; null = substitutes
 
 
 @dataclass

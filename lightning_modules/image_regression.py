@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
@@ -70,6 +71,7 @@ class ImageRegressionModule(pl.LightningModule):
         cam_weight: float = 1.0,
         loss_scale: float = 60.0,
         cache_features: bool = False,
+        extra_regressor: Optional[str] = None,
     ) -> None:
         super().__init__()
         body_model = dict(body_model or {"path": "open", "model_type": "smpl", "gender": "neutral"})
@@ -80,7 +82,7 @@ class ImageRegressionModule(pl.LightningModule):
                                    "openpose_weight": openpose_weight, "gt_keypoint_weight": gt_keypoint_weight,
                                    "joints3d_weight": joints3d_weight, "pose_weight": pose_weight,
                                    "beta_weight": beta_weight, "cam_weight": cam_weight, "loss_scale": loss_scale,
-                                   "cache_features": cache_features})
+                                   "cache_features": cache_features, "extra_regressor": extra_regressor})
         if features not in FEATURE_SIZES:
             raise ValueError(f"features must be one of {sorted(FEATURE_SIZES)}, got {features!r}")
         self.hmr = HMR()
@@ -96,7 +98,11 @@ class ImageRegressionModule(pl.LightningModule):
         # The body model is rebuilt from its path, kept out of the state dict (not a registered submodule).
         bm = load_body_model(body_model["path"], model_type=body_model.get("model_type", "smpl"),
                              gender=body_model.get("gender", "neutral"))
-        self._modules_outside = {"body_model": bm, "keypoint_map": keypoint_map_for_body_model(bm, "spin49")}
+        extra = None
+        if extra_regressor is not None:  # SPIN's J_regressor_extra.npy (9, V): SPIN's exact 49 keypoints on SMPL
+            extra = np.load(extra_regressor, allow_pickle=False)
+        kp_map = keypoint_map_for_body_model(bm, "spin49", extra_regressor=extra)
+        self._modules_outside = {"body_model": bm, "keypoint_map": kp_map}
         self._feature_cache: dict[str, torch.Tensor] = {}
         self.train(True)
 

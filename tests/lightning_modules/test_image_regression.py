@@ -180,3 +180,21 @@ def test_train_then_eval_run_folder(tmp_path, prior_file, demo_root) -> None:
     module = ImageRegressionModule.load_from_checkpoint(str(run / "checkpoints" / "last.ckpt"), map_location="cpu")
     ref = load_prior(prior_file).generator.state_dict()
     assert all(torch.equal(module.prior.generator.state_dict()[k], v) for k, v in ref.items())
+
+
+def test_spins_extra_regressor_defines_the_extra_keypoints(tmp_path, prior_file) -> None:
+    import numpy as np
+
+    from pose_prior.keypoints import SPIN49_NAMES
+
+    V = _module(prior_file).body_model.num_vertices
+    extra = np.zeros((9, V))
+    extra[np.arange(9), np.arange(9) * 7] = 1.0  # row r -> vertex 7r
+    np.save(tmp_path / "J_regressor_extra.npy", extra)
+    kmap = _module(prior_file, extra_regressor=str(tmp_path / "J_regressor_extra.npy")).keypoint_map
+    right_hip_lsp = SPIN49_NAMES.index("Right Hip")  # 49-idx 27 = SMPL-54 idx 45 = extra row 0
+    head_h36m = SPIN49_NAMES.index("Head (H36M)")  # 49-idx 43 = extra row 8
+    assert kmap.vertex_regressor[right_hip_lsp].nonzero().flatten().tolist() == [0]
+    assert kmap.vertex_regressor[head_h36m].nonzero().flatten().tolist() == [56]
+    assert bool(kmap.available[head_h36m])  # unavailable on the open model without the file
+    assert not bool(kmap.approximate[head_h36m])
