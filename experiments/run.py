@@ -32,6 +32,12 @@ TASK_RUNNERS.update({
     "eval-regressor": "experiments.regressor:run_eval_regressor",
 })
 
+TASK_RUNNERS.update({
+    "eval-coverage": "experiments.eval_coverage:run_eval_coverage",
+    "eval-interp": "experiments.eval_interp:run_eval_interp",
+    "compare": "experiments.compare:run_compare",
+})
+
 
 def resolve_config_path(name: str) -> Path:
     path = Path(name)

@@ -1,0 +1,94 @@
+"""Pieces the evaluation callbacks share: the prior of a module, reference poses, W&B images, JSON."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import WandbLogger
+
+from pose_prior.io import atomic_write_text
+
+PoseSources = Mapping[str, Any]  # split -> (N, 63) poses: numpy array / memmap, tensor, PoseArrayDataset
+
+
+def prior_of(pl_module: pl.LightningModule) -> torch.nn.Module:
+    """The prior a module holds, frozen: `.prior` as is, a training GAN's generator + latent as a frozen copy,
+    or a training VAE's `.vposer` as a frozen copy (training continues on the originals)."""
+    from pose_prior.frozen_prior import FrozenPrior
+
+    prior = getattr(pl_module, "prior", None)
+    if isinstance(prior, torch.nn.Module) and hasattr(prior, "sample"):
+        return prior
+    if hasattr(pl_module, "generator") and hasattr(pl_module, "latent"):
+        return FrozenPrior(copy.deepcopy(pl_module.generator), pl_module.latent).to(pl_module.device)
+    if hasattr(pl_module, "vposer"):
+        from pose_prior.priors import VPoserPrior
+
+        return VPoserPrior(copy.deepcopy(pl_module.vposer)).to(pl_module.device)
+    raise TypeError(f"{type(pl_module).__name__} holds no prior: expected `.prior`, `.generator` + `.latent` or `.vposer`")
+
+
+class DataModuleSplits:
+    """Picklable getter: trainer -> {split: trainer.datamodule.dataset(split)} for the splits that exist."""
+
+    def __init__(self, splits: Sequence[str] = ("train", "test")) -> None:
+        self.splits = tuple(splits)
+
+    def __call__(self, trainer: pl.Trainer) -> dict[str, Any]:
+        dm = trainer.datamodule
+        if dm is None or not hasattr(dm, "dataset"):
+            raise ValueError("DataModuleSplits: the trainer has no datamodule with a `dataset(split)` method")
+        out = {}
+        for split in self.splits:
+            try:
+                out[split] = dm.dataset(split)
+            except (KeyError, ValueError):  # split missing or empty: evaluate the others
+                continue
+        return out
+
+
+def resolve_sources(sources: PoseSources | Callable[[pl.Trainer], PoseSources], trainer: pl.Trainer) -> dict[str, Any]:
+    return dict(sources(trainer) if callable(sources) else sources)
+
+
+def log_images(trainer: pl.Trainer, key: str, paths: Sequence[Path]) -> None:
+    """Log PNGs to every W&B logger of the trainer (rank zero only)."""
+    if not trainer.is_global_zero:
+        return
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_image(key=key, images=[str(p) for p in paths], step=trainer.global_step)
+
+
+def log_scalars(pl_module: pl.LightningModule, values: Mapping[str, float]) -> None:
+    """`self.log` each value (identical on every rank, so rank zero logs) when the hook allows logging."""
+    for name, value in values.items():
+        if math.isfinite(value):
+            pl_module.log(name, float(value), rank_zero_only=True)
+
+
+def to_jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return np.asarray(value).tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json(path: Path, record: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(to_jsonable(dict(record)), indent=2) + "\n")
