@@ -82,7 +82,7 @@ def test_vposer_invert_improves_on_encoder_mean(vposer_prior):
     z_true = vposer_prior.sample(3, generator=torch.Generator().manual_seed(2))
     target = vposer_prior.decode(z_true)
     z, d = vposer_prior.invert(
-        target, body, steps=20, candidates=32, restarts=2, lbfgs_iters=10, return_distance=True
+        target, body, steps=20, candidates=32, restarts=2, refine_iters=10, return_distance=True
     )
     final = mesh_distance(body(vposer_prior.decode(z)), body(target))
     torch.testing.assert_close(final, d, atol=1e-5, rtol=1e-4)
