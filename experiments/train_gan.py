@@ -19,6 +19,7 @@ from experiments.training import (
     build_loggers,
     build_trainer,
     checkpoint_callback,
+    finish_loggers,
     prepare_run_dir,
     resume_checkpoint,
 )
@@ -57,5 +58,6 @@ def run_train_gan(cfg: DictConfig) -> Path:
     loggers = build_loggers(cfg, run_dir)
     trainer = build_trainer(cfg, run_dir, callbacks, loggers)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, run_dir))
+    finish_loggers(loggers)
     print(f"run folder: {run_dir}  prior: {run_dir / 'prior.pt'}")
     return run_dir

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import Callback, EarlyStopping, LearningRateMonitor
-from pytorch_lightning.loggers import WandbLogger
 
 from callbacks.export_vposer import VPoserExportCallback
 from datamodules.amass.datamodule import AmassDataModule
@@ -22,6 +21,7 @@ from experiments.training import (
     build_loggers,
     build_trainer,
     checkpoint_callback,
+    finish_loggers,
     prepare_run_dir,
     resume_checkpoint,
 )
@@ -73,15 +73,6 @@ def convert_published(cfg: DictConfig, run_dir: Path) -> Path:
     return run_dir
 
 
-def finish_wandb(loggers: list) -> None:
-    """End this run's W&B run, so a later run in the same process (tests, notebooks) gets its own."""
-    if any(isinstance(lg, WandbLogger) for lg in loggers):
-        import wandb
-
-        if wandb.run is not None:
-            wandb.finish()
-
-
 def run_train_vposer(cfg: DictConfig) -> Path:
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = prepare_run_dir(cfg)
@@ -107,6 +98,6 @@ def run_train_vposer(cfg: DictConfig) -> Path:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     trainer = build_trainer(cfg, run_dir, callbacks, loggers)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, run_dir))
-    finish_wandb(loggers)
+    finish_loggers(loggers)
     print(f"run folder: {run_dir}  prior: {run_dir / 'prior.pt'}")
     return run_dir

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import pytorch_lightning as pl
+from lightning_fabric.loggers.logger import rank_zero_experiment
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
-from lightning_fabric.loggers.logger import rank_zero_experiment
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
@@ -86,6 +86,15 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
         )
         loggers.append(logger)
     return loggers
+
+
+def finish_loggers(loggers: Sequence[Logger]) -> None:
+    """End this run's W&B run, so a later run in the same process (compare, tests, notebooks) gets its own."""
+    if any(isinstance(lg, WandbLogger) for lg in loggers):
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
 
 
 def strategy_for(trainer_cfg: DictConfig) -> Any:
