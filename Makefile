@@ -81,3 +81,13 @@ demo-h36m: ## Write the synthetic H3.6M P2-format file (AMASS test poses, open m
 
 eval-h36m: ## Keypoint fitting, H3.6M Protocol 2 P-MPJPE (Table 3): make eval-h36m PRIOR="a/prior.pt b/prior.pt"
 	$(RUN) eval_h36m $(if $(strip $(PRIOR)),"priors=[$(subst $(space),$(comma),$(strip $(PRIOR)))]") $(ARGS)
+
+eval-coverage: ## Recall / precision of a prior (Table 1, Fig. 2-3): make eval-coverage PRIOR=outputs/runs/gan_s/prior.pt
+	$(RUN) eval_coverage $(if $(PRIOR),prior=$(PRIOR)) $(ARGS)
+
+eval-interp: ## Interpolation smoothness of a prior (Table 2, Fig. 5): make eval-interp PRIOR=outputs/runs/gan_s/prior.pt
+	$(RUN) eval_interp $(if $(PRIOR),prior=$(PRIOR)) $(ARGS)
+
+compare: ## Coverage + interpolation of several priors side by side: make compare PRIORS="a.pt b.pt" (none: trains small ones)
+	$(RUN) compare $(if $(PRIORS),'priors=[$(shell echo $(PRIORS) | tr ' ' ',')]') $(ARGS)
+.PHONY: eval-coverage eval-interp compare

@@ -10,25 +10,11 @@ from experiments.schema import (
     TASK_SCHEMAS,
     AmassDataConfig,
     BodyModelConfig,
+    CoverageSizesConfig,
     DemoDataConfig,
     LoggerConfig,
     TrainerConfig,
 )
-
-
-@dataclass
-class CoverageSizesConfig:
-    """Recall / precision sizes (paper Sec. 4.1: 6M generated, 10k references, 10k precision samples)."""
-
-    num_generated: int = 6_000_000
-    num_references: int = 10_000  # bodies drawn (seeded) from each split for recall
-    num_precision: int = 10_000  # generated bodies whose nearest real body is searched
-    precision_database: Optional[int] = None  # rows of each split searched for precision; null = the whole split
-    chunk_size: int = 4096  # bodies generated / read and searched at once (memory bound)
-    seed: int = 0
-    tsne_points: int = 1500  # generated + real poses in the t-SNE plot (0 = no plot)
-    tsne_perplexity: float = 30.0
-    every_n_epochs: int = 0  # as a training callback: every N epochs (0 = off)
 
 
 @dataclass

@@ -84,9 +84,9 @@ def coverage_row(summary: Mapping[str, Any]) -> list[str]:
     return cells
 
 
-COVERAGE_COLUMNS = ["train recall (mm)", "train recall median", "train precision (mm)", "train precision median",
-                    "test recall (mm)", "test recall median", "test precision (mm)", "test precision median"]
-INTERP_COLUMNS = ["interp ratio", "interp ratio median"]
+COVERAGE_COLUMNS = ["train recall", "median", "train precision", "median",
+                    "test recall", "median", "test precision", "median"]
+INTERP_COLUMNS = ["interp. ratio", "median"]
 
 
 def interp_row(record: Mapping[str, Any]) -> list[str]:
@@ -110,4 +110,4 @@ def table_markdown(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    Console().print(make_table(title, columns, rows))
+    Console(width=max(Console().width, 40 + 16 * len(columns))).print(make_table(title, columns, rows))

@@ -159,6 +159,21 @@ class SampleImagesConfig:
 
 
 @dataclass
+class CoverageSizesConfig:
+    """Recall / precision sizes (paper Sec. 4.1: 6M generated, 10k references, 10k precision samples)."""
+
+    num_generated: int = 6_000_000
+    num_references: int = 10_000  # bodies drawn (seeded) from each split for recall
+    num_precision: int = 10_000  # generated bodies whose nearest real body is searched
+    precision_database: Optional[int] = None  # rows of each split searched for precision; null = the whole split
+    chunk_size: int = 4096  # bodies generated / read and searched at once (memory bound)
+    seed: int = 0
+    tsne_points: int = 1500  # generated + real poses in the t-SNE plot (0 = no plot)
+    tsne_perplexity: float = 30.0
+    every_n_epochs: int = 0  # as a training callback: every N epochs (0 = off)
+
+
+@dataclass
 class TrainGanConfig:
     task: str = "train-gan"
     output_dir: str = "outputs/runs/gan"
@@ -172,6 +187,7 @@ class TrainGanConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     samples: SampleImagesConfig = field(default_factory=SampleImagesConfig)
+    coverage: CoverageSizesConfig = field(default_factory=CoverageSizesConfig)  # recall/precision callback (off: 0)
 
 
 TASK_SCHEMAS["train-gan"] = TrainGanConfig

@@ -55,6 +55,17 @@ def run_train_gan(cfg: DictConfig) -> Path:
         PriorExportCallback(run_dir / "prior.pt", provenance),
         SampledBodiesCallback(body_model, run_dir / "samples", cfg.samples.num_bodies, cfg.samples.every_n_epochs),
     ]
+    if cfg.coverage.every_n_epochs > 0:  # recall / precision against the train and test splits
+        from callbacks.coverage import CoverageCallback
+        from callbacks.evaluation_common import DataModuleSplits
+
+        c = cfg.coverage
+        callbacks.append(CoverageCallback(
+            body_model, DataModuleSplits(("train", "test")), every_n_epochs=c.every_n_epochs,
+            num_generated=c.num_generated, num_references=c.num_references, num_precision=c.num_precision,
+            chunk_size=c.chunk_size, seed=c.seed, precision_database=c.precision_database,
+            tsne_points=c.tsne_points, tsne_perplexity=c.tsne_perplexity, out_dir=run_dir / "coverage",
+            metadata={"name": run_dir.name}))
     loggers = build_loggers(cfg, run_dir)
     trainer = build_trainer(cfg, run_dir, callbacks, loggers)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, run_dir))
