@@ -261,14 +261,13 @@ class EftImageDataset(Dataset):
     """Crops of an image folder with EFT fits: dict of tensors per sample (see module docstring)."""
 
     def __init__(self, json_path: str | os.PathLike, image_dir: str | os.PathLike,
-                 augment: AugmentSettings | None = None, res: int = IMG_RES, seed: int = 0,
+                 augment: AugmentSettings | None = None, res: int = IMG_RES,
                  max_samples: Optional[int] = None) -> None:
         self.json_path = os.fspath(json_path)
         self.data = read_eft_json(json_path)
         self.image_dir = Path(image_dir)
         self.augment = augment or AugmentSettings(enabled=False)
         self.res = int(res)
-        self.seed = int(seed)
         self.length = len(self.data) if max_samples is None else min(len(self.data), int(max_samples))
         if self.length == 0:
             raise EftFileError(f"{self.json_path}: no fits in 'data'")
@@ -328,20 +327,19 @@ class EftDataModule(pl.LightningDataModule):
 
     def __init__(self, train_json: str, val_json: Optional[str], image_dir: str, val_image_dir: Optional[str] = None,
                  batch_size: int = 64, num_workers: int = 0, augment: AugmentSettings | None = None,
-                 seed: int = 0, max_train_samples: Optional[int] = None, max_val_samples: Optional[int] = None) -> None:
+                 max_train_samples: Optional[int] = None, max_val_samples: Optional[int] = None) -> None:
         super().__init__()
         self.train_json, self.val_json = train_json, val_json
         self.image_dir, self.val_image_dir = image_dir, val_image_dir or image_dir
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
         self.augment = augment or AugmentSettings()
-        self.seed = seed
         self.max_train_samples, self.max_val_samples = max_train_samples, max_val_samples
         self.train_set: Optional[EftImageDataset] = None
         self.val_set: Optional[EftImageDataset] = None
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.train_set is None:
-            self.train_set = EftImageDataset(self.train_json, self.image_dir, self.augment, seed=self.seed,
+            self.train_set = EftImageDataset(self.train_json, self.image_dir, self.augment,
                                              max_samples=self.max_train_samples)
         if self.val_set is None and self.val_json:
             self.val_set = EftImageDataset(self.val_json, self.val_image_dir, AugmentSettings(enabled=False),

@@ -68,7 +68,7 @@ def build_regressor_datamodule(cfg: DictConfig) -> EftDataModule:
         train_json, val_json, image_dir, val_dir = data.train_json, data.val_json, data.image_dir, data.val_image_dir
     return EftDataModule(str(train_json), str(val_json) if val_json else None, str(image_dir),
                          str(val_dir) if val_dir else None, batch_size=data.batch_size, num_workers=data.num_workers,
-                         augment=AugmentSettings(**to_container(data.augment)), seed=data.seed,
+                         augment=AugmentSettings(**to_container(data.augment)),
                          max_train_samples=data.max_train_samples, max_val_samples=data.max_val_samples)
 
 

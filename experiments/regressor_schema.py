@@ -90,7 +90,6 @@ class EftDataConfig:
     num_workers: int = 4
     max_train_samples: Optional[int] = None
     max_val_samples: Optional[int] = None
-    seed: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
