@@ -87,7 +87,7 @@ def group_vertices(sample_bodies: torch.Tensor, num_groups: int, iterations: int
 
 
 def coarse_distance_matrix(a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor,
-                           group_chunk: int = 8) -> torch.Tensor:
+                           group_chunk: int = 4) -> torch.Tensor:
     """D_G for all pairs of centroid sets (A, G, 3) x (B, G, 3) -> (A, B), a few groups at a time."""
     w = weights.to(a)
     out = torch.zeros(a.shape[0], b.shape[0], dtype=a.dtype, device=a.device)

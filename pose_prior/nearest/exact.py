@@ -125,7 +125,7 @@ def improve_nearest(queries: PreparedBodies, database: PreparedBodies, best_dist
                     shortlist: FlatL2Shortlist | None = None, query_vectors: torch.Tensor | None = None,
                     k: int = 4, tolerance: float = 1e-5, dtype: torch.dtype = torch.float32,
                     stats: SearchStats | None = None, column_block: int = 4096,
-                    pair_block: int = 65536, exact_block: int = 1024) -> None:
+                    pair_block: int = 16384, exact_block: int = 1024) -> None:
     """In place: lower best_dist/best_index (Q,) to the exact nearest of `database` where it is nearer.
 
     `best_dist[q]` must be the exact distance of body `best_index[q]` (inf when none); database body i

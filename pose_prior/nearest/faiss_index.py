@@ -18,6 +18,15 @@ def faiss_has_gpu() -> bool:
     return hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
 
 
+_GPU_RESOURCES: dict = {}  # one StandardGpuResources per device and process, reused across indexes
+
+
+def _gpu_resources(device: int):
+    if device not in _GPU_RESOURCES:
+        _GPU_RESOURCES[device] = _faiss().StandardGpuResources()
+    return _GPU_RESOURCES[device]
+
+
 class FlatL2Shortlist:
     """Exact L2 k-nearest-neighbour shortlist over float32 vectors (IndexFlatL2 / GpuIndexFlatL2)."""
 
@@ -26,10 +35,9 @@ class FlatL2Shortlist:
         dim = vectors.shape[1]
         self.on_gpu = faiss_has_gpu() if use_gpu is None else use_gpu
         if self.on_gpu:
-            self._resources = faiss.StandardGpuResources()
             config = faiss.GpuIndexFlatConfig()
             config.device = device
-            self.index = faiss.GpuIndexFlatL2(self._resources, dim, config)
+            self.index = faiss.GpuIndexFlatL2(_gpu_resources(device), dim, config)
         else:
             self.index = faiss.IndexFlatL2(dim)
         self.index.add(_as_numpy(vectors))
