@@ -1,0 +1,153 @@
+"""eval-coverage, eval-interp and compare runners on tiny sizes: files, keys, numbers, DDP == single process."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from datamodules.amass.datamodule import AmassDataModule
+from datamodules.amass.prepare import PrepareReport
+from experiments.compare import run_compare
+from experiments.config import EXPERIMENTS_DIR, load_config
+from experiments.eval_coverage import run_eval_coverage
+from experiments.eval_interp import run_eval_interp
+from pose_prior.body_model import load_body_model
+from pose_prior.coverage import distance_stats, evaluate_coverage
+from pose_prior.frozen_prior import load_prior, save_prior
+from pose_prior.interpolation import evaluate_interpolation
+from pose_prior.latent import make_latent
+from pose_prior.networks import PoseGenerator
+
+TINY_COVERAGE = ["coverage.num_generated=600", "coverage.num_references=30", "coverage.num_precision=20",
+                 "coverage.chunk_size=256", "coverage.tsne_points=40", "coverage.seed=3"]
+TINY_INTERP = ["interpolation.num_pairs=3", "interpolation.steps=5", "interpolation.batch_size=2",
+               "interpolation.invert.candidates=16", "interpolation.invert.restarts=2",
+               "interpolation.invert.refine_iters=4"]
+
+
+def common(run_dir: Path, amass: Path, prepared: Path) -> list[str]:
+    return [f"output_dir={run_dir}", f"data.amass_dir={amass}", f"data.prepared_dir={prepared}",
+            "body_model.path=open-light", "logger.wandb_mode=offline", "trainer.accelerator=cpu"]
+
+
+@pytest.fixture(scope="module")
+def tiny_priors(tmp_path_factory) -> dict[str, Path]:
+    """A small random-weight GAN-S prior and a tiny GMM prior (2 components)."""
+    from pose_prior.gmm import fit_gmm
+    from pose_prior.priors import GMMPrior, save_gmm_prior
+
+    root = tmp_path_factory.mktemp("priors")
+    torch.manual_seed(0)
+    gen = PoseGenerator(latent_dim=32)
+    with torch.no_grad():
+        for p in gen.parameters():
+            p.mul_(0.3)
+    save_prior(root / "gan_s" / "prior.pt", gen, make_latent("S", 32))
+    poses = np.random.default_rng(0).normal(0, 0.2, size=(200, 63))
+    save_gmm_prior(root / "gmm" / "prior.pt", GMMPrior(fit_gmm(poses, n_components=2, seed=0, max_iter=5)))
+    return {"gan_s": root / "gan_s" / "prior.pt", "gmm": root / "gmm" / "prior.pt"}
+
+
+def splits(prepared: Path) -> AmassDataModule:
+    dm = AmassDataModule(prepared)
+    dm.setup()
+    return dm
+
+
+def test_eval_coverage_json_equals_direct_evaluation(tmp_path, demo_amass_tree, prepared_amass: PrepareReport,
+                                                     tiny_priors) -> None:
+    prepared = Path(prepared_amass.prepared_dir)
+    cfg = load_config(EXPERIMENTS_DIR / "eval_coverage.yaml",
+                      [f"prior={tiny_priors['gan_s']}", *common(tmp_path / "cov", demo_amass_tree, prepared), *TINY_COVERAGE])
+    run = run_eval_coverage(cfg)
+    record = json.loads((run / "coverage.json").read_text())
+    assert record["prior"]["kind"] == "gan" and record["prior"]["latent"] == "S"
+    assert record["body_model"]["path"] == "open-light"
+    assert record["sizes"]["num_generated"] == 600 and record["sizes"]["num_precision"] == 20
+    for name in ("coverage_cdf.png", "coverage_tsne.png", "coverage_nearest.npz"):
+        assert (run / name).is_file(), name
+    nearest = np.load(run / "coverage_nearest.npz")
+    dm = splits(prepared)
+    direct = evaluate_coverage(load_prior(tiny_priors["gan_s"]), load_body_model("open-light", "smpl"),
+                               dm.dataset("train"), dm.dataset("test"), num_generated=600, num_references=30,
+                               num_precision=20, chunk_size=256, seed=3)
+    for split in ("train", "test"):
+        for metric in ("recall", "precision"):
+            assert set(record[split][metric]) >= {"mean_mm", "std_mm", "median_mm"}
+            stats = distance_stats(nearest[f"{split}_{metric}_mm"])
+            ref = getattr(direct, metric)[split].stats()
+            for key in ("mean_mm", "std_mm", "median_mm"):
+                assert record[split][metric][key] == pytest.approx(stats[key], abs=1e-9)
+                assert record[split][metric][key] == pytest.approx(ref[key], abs=1e-6)
+        np.testing.assert_array_equal(nearest[f"{split}_recall_index"], direct.recall[split].index.numpy())
+    rows = list(csv.DictReader(open(run / "csv" / "metrics.csv")))
+    assert float(rows[-1]["coverage/train/recall_mean_mm"]) == pytest.approx(record["train"]["recall"]["mean_mm"], rel=1e-6)
+    assert list((run / "wandb").glob("offline-run-*"))
+
+
+@pytest.mark.slow
+def test_eval_coverage_ddp_spawn_equals_single_process(tmp_path, demo_amass_tree, prepared_amass: PrepareReport,
+                                                       tiny_priors) -> None:
+    """2 CPU processes (Lightning ddp_spawn, gloo): same argmin for every body, distances within 1e-6 mm."""
+    prepared = Path(prepared_amass.prepared_dir)
+    results = {}
+    for name, extra in (("single", ["trainer.devices=1"]),
+                        ("ddp", ["trainer.devices=2", "trainer.strategy=ddp_spawn"])):
+        cfg = load_config(EXPERIMENTS_DIR / "eval_coverage.yaml",
+                          [f"prior={tiny_priors['gan_s']}", *common(tmp_path / name, demo_amass_tree, prepared),
+                           *TINY_COVERAGE, "coverage.tsne_points=0", "logger.wandb_mode=disabled", *extra])
+        run_eval_coverage(cfg)
+        results[name] = np.load(tmp_path / name / "coverage_nearest.npz")
+        sizes = json.loads((tmp_path / name / "coverage.json").read_text())["sizes"]
+        assert sizes["world_size"] == (2 if name == "ddp" else 1)
+    for key in results["single"].files:
+        if key.endswith(("_index", "_row", "_rows")):
+            np.testing.assert_array_equal(results["ddp"][key], results["single"][key], err_msg=key)
+        else:
+            np.testing.assert_allclose(results["ddp"][key], results["single"][key], atol=1e-6, rtol=0, err_msg=key)
+
+
+def test_eval_interp_json_equals_direct_evaluation(tmp_path, demo_amass_tree, prepared_amass: PrepareReport,
+                                                   tiny_priors) -> None:
+    prepared = Path(prepared_amass.prepared_dir)
+    cfg = load_config(EXPERIMENTS_DIR / "eval_interp.yaml",
+                      [f"prior={tiny_priors['gmm']}", *common(tmp_path / "interp", demo_amass_tree, prepared),
+                       *TINY_INTERP])
+    run = run_eval_interp(cfg)
+    record = json.loads((run / "interpolation.json").read_text())
+    assert record["prior"]["kind"] == "gmm"
+    assert record["pairs"] == 3 and record["steps"] == 4 and record["meshes_per_path"] == 5
+    assert len(record["mean_curve"]) == 4 and len(record["pairs_rows"]) == 3
+    assert (run / "interpolation_curve.png").is_file()
+    direct = evaluate_interpolation(load_prior(tiny_priors["gmm"]), load_body_model("open-light", "smpl"),
+                                    splits(prepared).dataset("test"), num_pairs=3, steps=5, seed=0)
+    s = direct.summary()
+    for key in ("ratio_mean", "ratio_std", "ratio_median"):
+        assert record[key] == pytest.approx(s[key], rel=1e-9)
+    np.testing.assert_allclose(record["mean_curve"], direct.mean_curve().numpy(), rtol=1e-9)
+    assert s["ratio_mean"] >= 1.0
+
+
+def test_compare_two_priors_writes_one_row_each(tmp_path, demo_amass_tree, prepared_amass: PrepareReport,
+                                                tiny_priors) -> None:
+    prepared = Path(prepared_amass.prepared_dir)
+    priors = f"priors=[{tiny_priors['gan_s']},{tiny_priors['gmm']}]"
+    cfg = load_config(EXPERIMENTS_DIR / "compare.yaml",
+                      [priors, *common(tmp_path / "cmp", demo_amass_tree, prepared), *TINY_COVERAGE, *TINY_INTERP,
+                       "coverage.tsne_points=0"])
+    out = run_compare(cfg)
+    rows = list(csv.DictReader(open(out / "comparison.csv")))
+    assert [r["prior"] for r in rows] == ["gan_s", "gmm"] and [r["kind"] for r in rows] == ["gan", "gmm"]
+    for r in rows:
+        cov = json.loads((out / r["prior"] / "coverage" / "coverage.json").read_text())
+        assert float(r["train_recall_mean_mm"]) == pytest.approx(cov["train"]["recall"]["mean_mm"])
+        interp = json.loads((out / r["prior"] / "interpolation" / "interpolation.json").read_text())
+        assert float(r["interp_ratio_median"]) == pytest.approx(interp["ratio_median"])
+    md = (out / "comparison.md").read_text().splitlines()
+    assert md[0].startswith("| prior") and len(md) == 4 and "gan_s" in md[2] and "gmm" in md[3]
+    assert (out / "comparison_cdf.png").is_file() and (out / "comparison_interpolation.png").is_file()
