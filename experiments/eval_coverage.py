@@ -29,13 +29,18 @@ from experiments.training import prepare_run_dir
 from pose_prior.frozen_prior import load_prior
 
 
+def nearest_kwargs(c: DictConfig) -> dict:
+    """Settings of the exact nearest-neighbour search (pose_prior.nearest) from the coverage config."""
+    return {"levels": tuple(c.nearest_levels)} if c.nearest_levels else {}
+
+
 def coverage_callback(cfg: DictConfig, body_model, sources: dict, out_dir: Path, metadata: dict) -> CoverageCallback:
     c = cfg.coverage
     return CoverageCallback(body_model, sources, every_n_epochs=0, num_generated=c.num_generated,
                             num_references=c.num_references, num_precision=c.num_precision,
                             chunk_size=c.chunk_size, seed=c.seed, precision_database=c.precision_database,
                             tsne_points=c.tsne_points, tsne_perplexity=c.tsne_perplexity, out_dir=out_dir,
-                            run_on_test=True, metadata=metadata)
+                            run_on_test=True, metadata=metadata, nearest_kwargs=nearest_kwargs(c))
 
 
 def run_eval_coverage(cfg: DictConfig) -> Path:

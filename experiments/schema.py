@@ -171,6 +171,7 @@ class CoverageSizesConfig:
     tsne_points: int = 1500  # generated + real poses in the t-SNE plot (0 = no plot)
     tsne_perplexity: float = 30.0
     every_n_epochs: int = 0  # as a training callback: every N epochs (0 = off)
+    nearest_levels: Optional[List[int]] = None  # vertex groups of the exact search's lower bounds; null = default
 
 
 @dataclass

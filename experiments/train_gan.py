@@ -65,7 +65,8 @@ def run_train_gan(cfg: DictConfig) -> Path:
             num_generated=c.num_generated, num_references=c.num_references, num_precision=c.num_precision,
             chunk_size=c.chunk_size, seed=c.seed, precision_database=c.precision_database,
             tsne_points=c.tsne_points, tsne_perplexity=c.tsne_perplexity, out_dir=run_dir / "coverage",
-            metadata={"name": run_dir.name}))
+            metadata={"name": run_dir.name},
+            nearest_kwargs={"levels": tuple(c.nearest_levels)} if c.nearest_levels else None))
     loggers = build_loggers(cfg, run_dir)
     trainer = build_trainer(cfg, run_dir, callbacks, loggers)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, run_dir))

@@ -24,7 +24,8 @@ from pose_prior.latent import make_latent
 from pose_prior.networks import PoseGenerator
 
 TINY_COVERAGE = ["coverage.num_generated=600", "coverage.num_references=30", "coverage.num_precision=20",
-                 "coverage.chunk_size=256", "coverage.tsne_points=40", "coverage.seed=3"]
+                 "coverage.chunk_size=256", "coverage.tsne_points=40", "coverage.seed=3",
+                 "coverage.nearest_levels=[8]"]
 TINY_INTERP = ["interpolation.num_pairs=3", "interpolation.steps=5", "interpolation.batch_size=2",
                "interpolation.invert.candidates=16", "interpolation.invert.restarts=2",
                "interpolation.invert.refine_iters=4"]
@@ -59,6 +60,7 @@ def splits(prepared: Path) -> AmassDataModule:
     return dm
 
 
+@pytest.mark.slow
 def test_eval_coverage_json_equals_direct_evaluation(tmp_path, demo_amass_tree, prepared_amass: PrepareReport,
                                                      tiny_priors) -> None:
     prepared = Path(prepared_amass.prepared_dir)
@@ -75,7 +77,7 @@ def test_eval_coverage_json_equals_direct_evaluation(tmp_path, demo_amass_tree, 
     dm = splits(prepared)
     direct = evaluate_coverage(load_prior(tiny_priors["gan_s"]), load_body_model("open-light", "smpl"),
                                dm.dataset("train"), dm.dataset("test"), num_generated=600, num_references=30,
-                               num_precision=20, chunk_size=256, seed=3)
+                               num_precision=20, chunk_size=256, seed=3, nearest_kwargs={"levels": (8,)})
     for split in ("train", "test"):
         for metric in ("recall", "precision"):
             assert set(record[split][metric]) >= {"mean_mm", "std_mm", "median_mm"}
