@@ -3,7 +3,7 @@ seen by a known camera, so the fitting protocol can be checked end to end withou
 
 Per frame: a body pose (from the prepared AMASS TEST split: the synthetic demo data by default), a
 global orientation upright and facing the camera (180 deg about x, yaw within +-max_yaw, pitch/roll
-within +-max_tilt), a translation at SPIN's typical depth (focal 5000 px on a 224 px crop: a body of
+within +-max_tilt), a translation putting the pelvis within 0.1 m of the optical axis at SPIN's typical depth (focal 5000 px on a 224 px crop: a body of
 ~1.7 m spans ~150-210 px). The "image" is that 224 x 224 crop itself: center = (112, 112),
 scale = 224 / 200, so SPIN's crop transform is the identity and the principal point is the crop centre.
 
@@ -68,6 +68,7 @@ def synthesize_h36m(
             out = body_model(pose, global_orient=torch.as_tensor(orient[sl], dtype=body_model.dtype))
             verts = out.vertices.reshape(pose.shape[0], -1, 3).to(torch.float64)
             j17 = torch.einsum("jv,bvc->bjc", reg, verts)  # (b, 17, 3) camera frame without translation
+            transl[sl, :2] -= j17[:, 0, :2].numpy()  # pelvis near the optical axis (crop centre)
             t = torch.as_tensor(transl[sl])
             uv = perspective_project(j17, t, focal, torch.as_tensor(center[sl]))  # (b, 17, 2)
             S[sl, H36M17_TO_SPIN24, :3] = (j17 - j17[:, :1]).numpy()

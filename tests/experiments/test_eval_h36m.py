@@ -1,0 +1,56 @@
+"""`pose-prior eval_h36m` on a tiny synthetic file: h36m.json with a row per prior (GAN-S file, GMM file, none)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from experiments.config import EXPERIMENTS_DIR, load_config
+from experiments.eval_h36m import prior_name, run_eval_h36m
+from pose_prior.frozen_prior import save_prior
+from pose_prior.latent import make_latent
+from pose_prior.networks import PoseGenerator
+from pose_prior.priors import GMMPrior, save_gmm_prior
+
+
+@pytest.fixture()
+def prior_files(tmp_path: Path) -> list[Path]:
+    torch.manual_seed(0)
+    gan = tmp_path / "gan_s" / "prior.pt"
+    gan.parent.mkdir()
+    save_prior(gan, PoseGenerator(hidden=32), make_latent("S", 32))
+    gmm = tmp_path / "gmm" / "prior.pt"
+    gmm.parent.mkdir()
+    save_gmm_prior(gmm, GMMPrior.fit(torch.randn(300, 63, dtype=torch.float64) * 0.2, n_components=2))
+    return [gan, gmm]
+
+
+def test_eval_writes_a_row_per_prior(tmp_path: Path, prior_files: list[Path], prepared_amass) -> None:
+    out = tmp_path / "eval"
+    cfg = load_config(EXPERIMENTS_DIR / "eval_h36m.yaml", [
+        f"output_dir={out}", f"priors=[{prior_files[0]},{prior_files[1]}]", "body_model.path=open-light",
+        f"synthetic.file={tmp_path / 'syn.npz'}", "synthetic.frames=4",
+        f"synthetic.amass.prepared_dir={prepared_amass.prepared_dir}", "data.batch_size=2",
+        "fitting.body_iters=3", "fitting.camera_iters=2", "logger.wandb_mode=offline", "trainer.progress_bar=false",
+    ])
+    run_eval_h36m(cfg)
+    report = json.loads((out / "h36m.json").read_text())
+    assert set(report["results"]) == {"gan_s", "gmm", "none"}
+    for name, row in report["results"].items():
+        assert row["frames"] == 4
+        assert 0 < row["p_mpjpe_mm"] < row["mpjpe_mm"] + 1e-9  # Procrustes never increases the error
+        fits = dict(__import__("numpy").load(out / name / "fits.npz"))
+        assert abs(fits["p_mpjpe"].mean() - row["p_mpjpe_mm"]) < 1e-9
+    assert report["results"]["gan_s"]["kind"] == "S" and report["results"]["gmm"]["kind"] == "pose"
+    assert report["data"]["synthetic"] is True and report["comparable_with_paper"] is False
+    assert (out / "csv" / "metrics.csv").is_file()
+    assert list((out / "wandb").glob("offline-run-*"))
+
+
+def test_prior_names() -> None:
+    assert prior_name("none") == "none"
+    assert prior_name("outputs/runs/gan_s/prior.pt") == "gan_s"
+    assert prior_name("x/vposer_v2.pt") == "vposer_v2"

@@ -1,0 +1,241 @@
+"""Keypoint fitting through a prior: recovery of expressible bodies, batch independence, sphere constraint,
+the "none" and GMM paths, and the pieces (sparse keypoint body, camera variables, flip, translation init)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pose_prior.camera import perspective_project
+from pose_prior.fitting import (
+    FitSettings,
+    KeypointBody,
+    camera_to_vars,
+    fit_keypoints,
+    flip_orientation,
+    init_translation,
+    vars_to_camera,
+)
+from pose_prior.frozen_prior import FrozenPrior
+from pose_prior.h36m_regressor import h36m_regressor_for
+from pose_prior.keypoints import keypoint_map_for_body_model
+from pose_prior.latent import make_latent
+from pose_prior.metrics3d import h36m_p2_errors
+from pose_prior.networks import PoseGenerator
+from pose_prior.priors import GMMPrior
+from pose_prior.rotations import axis_angle_to_matrix, body_pose_to_matrices, matrix_to_axis_angle
+
+FOCAL = 1000.0
+CENTER = (112.0, 112.0)
+
+
+def tame_prior(latent: str = "S", scale: float = 3.0, dtype: torch.dtype = torch.float64) -> FrozenPrior:
+    """A seeded random-weight generator whose poses are moderate (output bias = identity rotations)."""
+    torch.manual_seed(123)
+    gen = PoseGenerator()
+    with torch.no_grad():
+        gen.bodyprior_dec_out.weight.mul_(scale)
+        gen.bodyprior_dec_out.bias.copy_(torch.tensor([1.0, 0, 0, 1, 0, 0]).repeat(21))
+    return FrozenPrior(gen, make_latent(latent, 32)).to(dtype)
+
+
+def upright(B: int, seed: int, dtype=torch.float64) -> torch.Tensor:
+    """(B, 3) orientations facing the camera within +-30 degrees of yaw."""
+    g = torch.Generator().manual_seed(seed)
+    yaw = (torch.rand(B, generator=g, dtype=dtype) - 0.5) * math.radians(60)
+    aa = torch.zeros(B, 3, dtype=dtype)
+    aa[:, 1] = yaw
+    return matrix_to_axis_angle(axis_angle_to_matrix(aa) @ axis_angle_to_matrix(torch.tensor([math.pi, 0, 0], dtype=dtype)))
+
+
+def make_problem(prior, body_model, B: int, seed: int, layout: str = "spin49", depth: float = 4.0):
+    """Keypoints (B, K, 3) of bodies decoded from random latents, with their GT pose, orientation, translation."""
+    g = torch.Generator().manual_seed(seed)
+    z = prior.sample(B, generator=g)
+    pose = prior.decode(z)
+    orient = upright(B, seed)
+    transl = torch.stack([torch.zeros(B), torch.full((B,), 0.1), torch.full((B,), depth)], -1).to(pose)
+    kb = KeypointBody(body_model, keypoint_map_for_body_model(body_model, layout))
+    pts = kb(axis_angle_to_matrix(orient), body_pose_to_matrices(pose), transl)
+    uv = perspective_project(pts, torch.zeros_like(transl), FOCAL, CENTER)
+    kp = torch.cat([uv, kb.available[None, :, None].expand(B, -1, 1).to(uv)], -1)
+    return kp, z, pose, orient, transl
+
+
+def test_keypoint_body_matches_full_body_model(light_body_model_f64) -> None:
+    bm = light_body_model_f64
+    kmap = keypoint_map_for_body_model(bm, "spin49")
+    kb = KeypointBody(bm, kmap)
+    g = torch.Generator().manual_seed(0)
+    pose = torch.randn(5, 63, generator=g, dtype=torch.float64) * 0.4
+    go = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    t = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    out = bm(pose, global_orient=go, transl=t)
+    ref = kmap(out.vertices, out.joints)  # full skinning, unavailable keypoints zero
+    got = kb(axis_angle_to_matrix(go), body_pose_to_matrices(pose), t)
+    avail = kmap.available
+    assert kb.sub_regressor.shape[1] < bm.num_vertices // 10  # only a few vertices skinned
+    assert torch.allclose(got[:, avail], ref[:, avail], atol=1e-12)
+    assert torch.allclose(got[:, ~avail], t[:, None].expand(-1, int((~avail).sum()), -1))
+
+
+def test_camera_variables_round_trip_and_flip_is_a_half_turn_about_vertical() -> None:
+    t = torch.tensor([[0.1, -0.2, 45.0], [0.0, 0.3, 3.0]], dtype=torch.float64)
+    assert torch.allclose(vars_to_camera(camera_to_vars(t, 5000.0), 5000.0), t, atol=1e-12)
+    go = upright(4, 1)
+    twice = flip_orientation(flip_orientation(go))
+    assert torch.allclose(axis_angle_to_matrix(twice), axis_angle_to_matrix(go), atol=1e-10)
+    # the body's forward axis (+z in the body frame) changes sign in the camera's horizontal plane
+    fwd = axis_angle_to_matrix(go)[:, :, 2]
+    fwd_flipped = axis_angle_to_matrix(flip_orientation(go))[:, :, 2]
+    assert torch.allclose(fwd_flipped[:, [0, 2]], -fwd[:, [0, 2]], atol=1e-10)
+    assert torch.allclose(fwd_flipped[:, 1], fwd[:, 1], atol=1e-10)
+
+
+def test_translation_init_recovers_depth_of_a_rest_body(light_body_model_f64) -> None:
+    bm = light_body_model_f64
+    kb = KeypointBody(bm, keypoint_map_for_body_model(bm, "spin24"))
+    B = 3
+    orient = upright(B, 2)
+    truth = torch.tensor([[0.05, 0.1, 40.0], [-0.1, 0.0, 50.0], [0.0, -0.05, 55.0]], dtype=torch.float64)
+    rot = axis_angle_to_matrix(orient)
+    rest = torch.eye(3, dtype=torch.float64).expand(B, 21, 3, 3)
+    pts = kb(rot, rest, truth)
+    uv = perspective_project(pts, torch.zeros_like(truth), 5000.0, CENTER)
+    kp = torch.cat([uv, torch.ones_like(uv[..., :1])], -1)
+    torso = torch.zeros(B, 24, dtype=torch.float64)
+    torso[:, [2, 3, 8, 9]] = 1.0
+    est = init_translation(kb(rot, rest, torch.zeros_like(truth)), kp, torso, 5000.0, torch.tensor([CENTER] * B, dtype=torch.float64))
+    assert torch.allclose(est[:, 2], truth[:, 2], rtol=0.01)  # near-orthographic: similar triangles ~exact
+    assert torch.allclose(est[:, :2], truth[:, :2], atol=0.01)
+
+
+@pytest.mark.slow
+def test_fitting_recovers_a_body_the_prior_can_express(light_body_model_f64) -> None:
+    bm = light_body_model_f64
+    prior = tame_prior("S")
+    kp, z, pose, orient, transl = make_problem(prior, bm, B=4, seed=3)
+    # known-ish camera and orientation: perturbed ground truth
+    g = torch.Generator().manual_seed(5)
+    orient0 = orient + 0.05 * torch.randn(orient.shape, generator=g, dtype=orient.dtype)
+    transl0 = transl + torch.tensor([0.02, -0.02, 0.1], dtype=transl.dtype)
+    settings = FitSettings(focal=FOCAL, body_iters=600, camera_iters=20, history_size=40, flip=False, ignore_keypoints=())
+    res = fit_keypoints(prior, bm, kp, "spin49", CENTER, settings, init_global_orient=orient0, init_transl=transl0)
+    reg = torch.as_tensor(h36m_regressor_for("open-light", None, bm.num_vertices))
+    gt_verts = bm(pose, global_orient=orient).vertices
+    j17 = torch.einsum("jv,bvc->bjc", reg, gt_verts.double())
+    from pose_prior.keypoints import H36M17_TO_SPIN24
+
+    S = torch.zeros(4, 24, 4, dtype=torch.float64)
+    S[:, list(H36M17_TO_SPIN24), :3] = j17 - j17[:, :1]
+    S[:, list(H36M17_TO_SPIN24), 3] = 1.0
+    fit_verts = bm(res.body_pose, global_orient=res.global_orient).vertices
+    _, pmpjpe = h36m_p2_errors(fit_verts, S, reg)
+    assert (pmpjpe < 5.0).all(), pmpjpe
+    assert (res.losses["reprojection"] < 5.0).all()  # px^2 summed over 47 keypoints
+
+
+def test_sample_alone_equals_sample_in_a_batch_of_32(light_body_model_f64) -> None:
+    bm = light_body_model_f64
+    prior = tame_prior("S")
+    kp, *_ = make_problem(prior, bm, B=32, seed=7, layout="spin24", depth=45.0)
+    settings = FitSettings(body_iters=15, camera_iters=5)
+    batch = fit_keypoints(prior, bm, kp, "spin24", CENTER, settings)
+    alone = fit_keypoints(prior, bm, kp[5:6], "spin24", CENTER, settings)
+    assert torch.allclose(alone.latent, batch.latent[5:6], atol=1e-4)
+    assert torch.allclose(alone.global_orient, batch.global_orient[5:6], atol=1e-4)
+    assert torch.allclose(alone.transl, batch.transl[5:6], atol=1e-4 * 50)
+    assert torch.allclose(alone.body_pose, batch.body_pose[5:6], atol=1e-4)
+    assert alone.iterations[0] == batch.iterations[5]
+
+
+def test_gan_s_latent_stays_on_the_sphere_at_every_evaluation(light_body_model) -> None:
+    prior = tame_prior("S", dtype=torch.float32)
+    kp, *_ = make_problem(prior, light_body_model, B=4, seed=11, layout="spin24", depth=45.0)
+    norms: list[torch.Tensor] = []
+    res = fit_keypoints(prior, light_body_model, kp.float(), "spin24", CENTER,
+                        FitSettings(body_iters=30, camera_iters=5),
+                        monitor=lambda stage, z: norms.append(z.detach().double().norm(dim=-1)))
+    allnorms = torch.cat(norms)
+    assert allnorms.numel() > 30 * 4  # every evaluation of both stages was seen
+    assert (allnorms - 1).abs().max() < 1e-5
+    assert (res.latent.double().norm(dim=-1) - 1).abs().max() < 1e-5
+
+
+def test_uniform_latent_stays_in_the_box(light_body_model) -> None:
+    prior = tame_prior("U", scale=1.0, dtype=torch.float32)
+    kp, *_ = make_problem(prior, light_body_model, B=3, seed=2, layout="spin24", depth=45.0)
+    seen: list[torch.Tensor] = []
+    fit_keypoints(prior, light_body_model, kp.float(), "spin24", CENTER, FitSettings(body_iters=20, camera_iters=5),
+                  monitor=lambda stage, z: seen.append(z.detach().abs().amax()))
+    assert max(float(v) for v in seen) <= 1.0
+
+
+def test_none_fits_the_raw_pose_without_a_prior_term(light_body_model_f64) -> None:
+    bm = light_body_model_f64
+    kp, *_ = make_problem(tame_prior("S"), bm, B=3, seed=4, layout="spin24", depth=45.0)
+    start = fit_keypoints(None, bm, kp, "spin24", CENTER, FitSettings(body_iters=0, camera_iters=10))
+    res = fit_keypoints(None, bm, kp, "spin24", CENTER, FitSettings(body_iters=40, camera_iters=10))
+    assert res.latent is None and "prior" not in res.losses
+    assert torch.equal(res.losses["total"], res.losses["reprojection"])
+    assert (res.losses["reprojection"] < 0.5 * start.losses["reprojection"]).all()
+    # the reported pose reproduces the reported loss through the full body model
+    kmap = keypoint_map_for_body_model(bm, "spin24")
+    out = bm(res.body_pose, global_orient=res.global_orient, transl=res.transl)
+    uv = perspective_project(kmap(out.vertices, out.joints), torch.zeros_like(res.transl), 5000.0, CENTER)
+    conf = kp[..., 2] * kmap.available
+    conf[:, [2, 3]] = 0.0  # SPIN ignores the hips
+    from pose_prior.camera import gmof
+
+    loss = (conf**2 * gmof(uv - kp[..., :2]).sum(-1)).sum(-1)
+    assert torch.allclose(loss, res.losses["reprojection"], rtol=1e-6)
+
+
+def test_gmm_prior_adds_its_weighted_max_mixture_penalty(light_body_model_f64) -> None:
+    bm = light_body_model_f64
+    g = torch.Generator().manual_seed(0)
+    poses = torch.randn(400, 63, generator=g, dtype=torch.float64) * 0.2
+    gmm = GMMPrior.fit(poses, n_components=2, seed=0)
+    kp, *_ = make_problem(tame_prior("S"), bm, B=2, seed=6, layout="spin24", depth=45.0)
+    settings = FitSettings(body_iters=30, camera_iters=10, gmm_weight=2.0)
+    res = fit_keypoints(gmm, bm, kp, "spin24", CENTER, settings)
+    expected = 2.0**2 * gmm.prior_penalty(res.latent)
+    assert torch.allclose(res.losses["prior"], expected.to(res.losses["prior"]), rtol=1e-6)
+    assert torch.allclose(res.losses["total"], res.losses["reprojection"] + res.losses["prior"], rtol=1e-9)
+    assert torch.allclose(res.latent, res.body_pose, atol=1e-6)  # the GMM's latent is the pose
+    start = fit_keypoints(gmm, bm, kp, "spin24", CENTER, FitSettings(body_iters=0, camera_iters=10, gmm_weight=2.0))
+    assert torch.allclose(start.latent, gmm.mean_pose().to(start.latent).expand(2, -1))  # SMPLify's start
+    assert (res.losses["total"] < start.losses["total"]).all()
+
+
+@pytest.mark.slow
+def test_flip_finds_a_body_seen_from_behind(light_body_model_f64) -> None:
+    bm = light_body_model_f64
+    prior = tame_prior("S")
+    B = 2
+    g = torch.Generator().manual_seed(8)
+    pose = prior.decode(prior.sample(B, generator=g))
+    orient = upright(B, 8)
+    orient[1] = flip_orientation(orient[1:2])[0]  # sample 1 turns its back to the camera
+    transl = torch.tensor([[0.0, 0.1, 45.0]] * B, dtype=torch.float64)
+    kb = KeypointBody(bm, keypoint_map_for_body_model(bm, "spin24"))
+    uv = perspective_project(kb(axis_angle_to_matrix(orient), body_pose_to_matrices(pose), transl),
+                             torch.zeros_like(transl), 5000.0, CENTER)
+    kp = torch.cat([uv, kb.available[None, :, None].expand(B, -1, 1).to(uv)], -1)
+    both = fit_keypoints(prior, bm, kp, "spin24", CENTER, FitSettings(body_iters=40, camera_iters=15))
+    no_flip = fit_keypoints(prior, bm, kp, "spin24", CENTER, FitSettings(body_iters=40, camera_iters=15, flip=False))
+    assert both.flipped.tolist() == [False, True]
+    assert (both.losses["total"] <= no_flip.losses["total"] * (1 + 1e-6)).all()
+    assert both.losses["total"][1] < 0.5 * no_flip.losses["total"][1]
+    # the winning orientation faces away: its forward axis points away from the camera (+z)
+    fwd_z = axis_angle_to_matrix(both.global_orient)[:, 2, 2]
+    assert fwd_z[0] < 0 < fwd_z[1]
+
+
+def test_bad_keypoint_shapes_are_refused(light_body_model) -> None:
+    with pytest.raises(ValueError, match="layout spin24 has 24"):
+        fit_keypoints(None, light_body_model, torch.zeros(2, 17, 3), "spin24")
+    with pytest.raises(ValueError, match="unknown fitting setting"):
+        FitSettings.from_dict({"body_itters": 3})
