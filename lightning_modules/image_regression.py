@@ -225,6 +225,11 @@ class ImageRegressionModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         _, losses = self._step(batch)
+        if not torch.isfinite(losses["loss"]):
+            raise FloatingPointError(
+                f"image regression: training loss became non-finite at step {self.global_step} "
+                f"({ {k: float(v) for k, v in losses.items()} }); lower optim.lr (now {self.hparams.lr})"
+            )
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, on_step=True, on_epoch=True,
                       batch_size=batch["img"].shape[0])
         return losses["loss"]
