@@ -31,7 +31,7 @@ from experiments.evaluation import (
     table_markdown,
 )
 from experiments.schema import TASK_SCHEMAS
-from experiments.training import build_loggers, prepare_run_dir
+from experiments.training import build_loggers, finish_loggers, prepare_run_dir
 from pose_prior.io import atomic_write_text
 from pose_prior.plots import close, plot_distance_cdfs, plot_interpolation_curves
 
@@ -158,9 +158,10 @@ def log_comparison(cfg: DictConfig, out: Path, columns: list[str], rows: list[li
     """The table and the figures as one W&B run (offline unless logged in)."""
     from pytorch_lightning.loggers import WandbLogger
 
-    for logger in build_loggers(cfg, out):
+    loggers = build_loggers(cfg, out)
+    for logger in loggers:
         if isinstance(logger, WandbLogger):
             logger.log_table(key="comparison", columns=columns, data=rows)
             logger.log_image(key="comparison/plots", images=[str(out / "comparison_cdf.png"),
                                                              str(out / "comparison_interpolation.png")])
-            logger.experiment.finish()
+    finish_loggers(loggers)

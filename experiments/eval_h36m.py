@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Subset
 from datamodules.h36m.reader import H36MEvalDataset, read_h36m_p2
 from datamodules.h36m.synthetic import ensure_synthetic_h36m
 from experiments.config import to_container
-from experiments.training import build_loggers, build_trainer, prepare_run_dir
+from experiments.training import build_loggers, build_trainer, finish_loggers, prepare_run_dir
 from lightning_modules.keypoint_fitting import KeypointFittingModule, merge_fit_parts
 from pose_prior.body_model import load_body_model
 from pose_prior.frozen_prior import load_prior
@@ -192,10 +192,10 @@ def run_eval_h36m(cfg: DictConfig) -> Path:
     atomic_write_text(run_dir / "h36m.json", json.dumps(report, indent=2) + "\n")
     print_table(results, f"H3.6M Protocol 2 keypoint fitting ({'synthetic' if not cfg.data.h36m_file else 'H3.6M'})")
     metrics = {f"h36m/{n}/{k}": r[k] for n, r in results.items() for k in ("p_mpjpe_mm", "mpjpe_mm", "frames")}
-    for logger in build_loggers(cfg, run_dir):
+    loggers = build_loggers(cfg, run_dir)
+    for logger in loggers:
         logger.log_metrics(metrics, step=0)
-        logger.save()
-        logger.finalize("success")
+    finish_loggers(loggers)
     print(f"results: {run_dir / 'h36m.json'}")
     return run_dir
 

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from datamodules.amass.datamodule import AmassDataModule
-from experiments.training import build_loggers, build_trainer
+from experiments.training import build_loggers, build_trainer, finish_loggers
 from lightning_modules.prior_evaluation import PriorEvaluationModule, dummy_loader
 from pose_prior.body_model import load_body_model
 
@@ -63,8 +63,7 @@ def run_test_loop(cfg: DictConfig, run_dir: Path, prior: torch.nn.Module, callba
     trainer = build_trainer(cfg, run_dir, callbacks, build_loggers(cfg, run_dir), inference_mode=False,
                             max_epochs=1, limit_test_batches=1, enable_checkpointing=False)
     trainer.test(PriorEvaluationModule(prior), dataloaders=dummy_loader(), verbose=False)
-    for logger in trainer.loggers:
-        logger.finalize("success")
+    finish_loggers(trainer.loggers)
     return trainer
 
 

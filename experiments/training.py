@@ -69,6 +69,7 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
         loggers.append(ResumableCSVLogger(save_dir=str(run_dir), name="csv", version=""))
     mode = wandb_mode(cfg.logger.wandb_mode)
     if mode != "disabled":
+        _finish_wandb_run()  # a run left open by an earlier run in this process would swallow this one
         # One W&B run per run folder: the id is kept beside the checkpoints so `resume=true` continues it.
         run_id_file = run_dir / "wandb_run_id.txt"
         if not run_id_file.exists():
@@ -89,12 +90,18 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
 
 
 def finish_loggers(loggers: Sequence[Logger]) -> None:
-    """End this run's W&B run, so a later run in the same process (compare, tests, notebooks) gets its own."""
-    if any(isinstance(lg, WandbLogger) for lg in loggers):
-        import wandb
+    """Flush every logger and end this run's W&B run, so a later run in the same process gets its own."""
+    for logger in loggers:
+        logger.save()
+        logger.finalize("success")
+    _finish_wandb_run()
 
-        if wandb.run is not None:
-            wandb.finish()
+
+def _finish_wandb_run() -> None:
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()
 
 
 def strategy_for(trainer_cfg: DictConfig) -> Any:
