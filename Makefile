@@ -9,8 +9,16 @@ EXTRAS ?= dev,cpu
 export WANDB_MODE ?= offline
 export WANDB_SILENT ?= true
 
+# PRIOR="a.pt b.pt" / PRIORS="..." become the YAML list [a.pt,b.pt]
+comma := ,
+empty :=
+space := $(empty) $(empty)
+yaml_list = [$(subst $(space),$(comma),$(strip $(1)))]
+
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow lint demo-data prepare-amass convert-smpl build-open-model bench sweep train-gan-s train-gan-u train-gan-n train-vposer train-gmm
+.PHONY: help install test test-slow lint demo-data prepare-amass convert-smpl build-open-model bench sweep \
+	train-gan-s train-gan-u train-gan-n train-vposer train-gmm demo-images train-regressor eval-regressor \
+	demo-h36m eval-h36m eval-coverage eval-interp compare
 
 help: ## Show this list of targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
@@ -72,15 +80,11 @@ train-regressor: ## Image -> latent regressor through a frozen prior: make train
 eval-regressor: ## H3.6M Protocol 2 (MPJPE, P-MPJPE) from images: make eval-regressor CKPT=<run>/checkpoints/last.ckpt
 	$(RUN) eval_regressor $(if $(CKPT),checkpoint=$(CKPT)) $(ARGS)
 
-comma := ,
-empty :=
-space := $(empty) $(empty)
-PRIOR ?=
 demo-h36m: ## Write the synthetic H3.6M P2-format file (AMASS test poses, open model, known camera)
 	$(RUN) demo_h36m $(ARGS)
 
 eval-h36m: ## Keypoint fitting, H3.6M Protocol 2 P-MPJPE (Table 3): make eval-h36m PRIOR="a/prior.pt b/prior.pt"
-	$(RUN) eval_h36m $(if $(strip $(PRIOR)),"priors=[$(subst $(space),$(comma),$(strip $(PRIOR)))]") $(ARGS)
+	$(RUN) eval_h36m $(if $(strip $(PRIOR)),"priors=$(call yaml_list,$(PRIOR))") $(ARGS)
 
 eval-coverage: ## Recall / precision of a prior (Table 1, Fig. 2-3): make eval-coverage PRIOR=outputs/runs/gan_s/prior.pt
 	$(RUN) eval_coverage $(if $(PRIOR),prior=$(PRIOR)) $(ARGS)
@@ -89,5 +93,4 @@ eval-interp: ## Interpolation smoothness of a prior (Table 2, Fig. 5): make eval
 	$(RUN) eval_interp $(if $(PRIOR),prior=$(PRIOR)) $(ARGS)
 
 compare: ## Coverage + interpolation of several priors side by side: make compare PRIORS="a.pt b.pt" (none: trains small ones)
-	$(RUN) compare $(if $(PRIORS),'priors=[$(shell echo $(PRIORS) | tr ' ' ',')]') $(ARGS)
-.PHONY: eval-coverage eval-interp compare
+	$(RUN) compare $(if $(strip $(PRIORS)),"priors=$(call yaml_list,$(PRIORS))") $(ARGS)
