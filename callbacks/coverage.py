@@ -19,6 +19,7 @@ import pytorch_lightning as pl
 import torch
 
 from callbacks.evaluation_common import (
+    PeriodicEvaluationCallback,
     PoseSources,
     log_images,
     log_scalars,
@@ -69,7 +70,7 @@ def write_coverage_outputs(result: CoverageResult, out_dir: Path, metadata: Mapp
     return pictures
 
 
-class CoverageCallback(pl.Callback):
+class CoverageCallback(PeriodicEvaluationCallback):
     """Recall and precision against reference splits every `every_n_epochs` training epochs (0 = never),
     after `trainer.test` when `run_on_test`, or whenever `evaluate(trainer, module)` is called (on every rank).
 
@@ -123,12 +124,3 @@ class CoverageCallback(pl.Callback):
             log_images(trainer, f"{self.prefix}/plots", pictures)
         return result
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.every_n_epochs <= 0 or (trainer.current_epoch + 1) % self.every_n_epochs:
-            return
-        out = self.out_dir / f"epoch{trainer.current_epoch:04d}" if self.out_dir is not None else None
-        self.evaluate(trainer, pl_module, out)
-
-    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.run_on_test:
-            self.evaluate(trainer, pl_module, self.out_dir)

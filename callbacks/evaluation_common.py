@@ -92,3 +92,25 @@ def to_jsonable(value: Any) -> Any:
 def write_json(path: Path, record: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(to_jsonable(dict(record)), indent=2) + "\n")
+
+
+class PeriodicEvaluationCallback(pl.Callback):
+    """Runs `evaluate` every `every_n_epochs` training epochs (into `out_dir/epochNNNN`) and, with
+    `run_on_test`, at the end of a test loop (how the evaluation commands drive it on every rank)."""
+
+    every_n_epochs: int = 0
+    out_dir: Path | None = None
+    run_on_test: bool = False
+
+    def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, out_dir: Path | None = None) -> Any:
+        raise NotImplementedError
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.every_n_epochs <= 0 or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        out = self.out_dir / f"epoch{trainer.current_epoch:04d}" if self.out_dir is not None else None
+        self.evaluate(trainer, pl_module, out)
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.run_on_test:
+            self.evaluate(trainer, pl_module, self.out_dir)

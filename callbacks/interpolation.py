@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 
 from callbacks.evaluation_common import (
+    PeriodicEvaluationCallback,
     PoseSources,
     log_images,
     log_scalars,
@@ -49,7 +50,7 @@ def write_interpolation_outputs(stats: InterpolationStats, out_dir: Path, num_ro
     return [path]
 
 
-class InterpolationCallback(pl.Callback):
+class InterpolationCallback(PeriodicEvaluationCallback):
     """Eq. 6 statistics on `num_pairs` seeded test pairs every `every_n_epochs` epochs (0 = never), after
     `trainer.test` when `run_on_test`, or on `evaluate(trainer, module)` (called on every rank).
 
@@ -99,12 +100,3 @@ class InterpolationCallback(pl.Callback):
             log_images(trainer, f"{self.prefix}/curve", pictures)
         return stats
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.every_n_epochs <= 0 or (trainer.current_epoch + 1) % self.every_n_epochs:
-            return
-        out = self.out_dir / f"epoch{trainer.current_epoch:04d}" if self.out_dir is not None else None
-        self.evaluate(trainer, pl_module, out)
-
-    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.run_on_test:
-            self.evaluate(trainer, pl_module, self.out_dir)

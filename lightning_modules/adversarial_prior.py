@@ -8,13 +8,12 @@ backward hook, which prepares DDP's reducer before every backward pass.
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from lightning_modules.rng_states import restore_rng_states, save_rng_states
 from pose_prior.adversarial import make_optimizers, train_step
 from pose_prior.latent import make_latent
 from pose_prior.networks import PoseDiscriminator, PoseGenerator, discriminator_loss, generator_loss
@@ -75,20 +74,8 @@ class AdversarialPriorModule(pl.LightningModule):
         return list(make_optimizers(self.generator, self.discriminator, g_lr=h.lr, d_lr=h.d_lr or h.lr,
                                     betas=(h.beta1, h.beta2)))
 
-    # RNG states travel with the checkpoint so `resume=true` continues the same random stream. They are
-    # stored as tensors and plain Python values so the checkpoint loads with torch.load(weights_only=True).
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        kind, keys, pos, has_gauss, gauss = np.random.get_state()
-        checkpoint["rng_states"] = {
-            "torch": torch.get_rng_state(),
-            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
-            "python": random.getstate(),
-        }
+        save_rng_states(checkpoint)  # resume=true continues the same random stream
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        states = checkpoint.get("rng_states")
-        if states:
-            torch.set_rng_state(states["torch"])
-            kind, keys, pos, has_gauss, gauss = states["numpy"]
-            np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-            random.setstate(states["python"])
+        restore_rng_states(checkpoint)

@@ -13,15 +13,14 @@ would otherwise be written into every checkpoint. It follows the module's device
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 
+from lightning_modules.rng_states import restore_rng_states, save_rng_states
 from pose_prior.vposer import VPOSER_LOSS_WEIGHTS, VPoser, vposer_batch_loss
 
 VAL_METRIC = "val/v2v"  # metres; `val/v2v_mm` is the same in millimetres
@@ -134,20 +133,8 @@ class VAEPriorModule(pl.LightningModule):
         if value is not None:
             self.lr_schedulers().step(float(value))
 
-    # RNG states travel with the checkpoint so `resume=true` continues the same random stream (tensors and
-    # plain values only, so the checkpoint loads with torch.load(weights_only=True)).
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        kind, keys, pos, has_gauss, gauss = np.random.get_state()
-        checkpoint["rng_states"] = {
-            "torch": torch.get_rng_state(),
-            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
-            "python": random.getstate(),
-        }
+        save_rng_states(checkpoint)  # resume=true continues the same random stream
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        states = checkpoint.get("rng_states")
-        if states:
-            torch.set_rng_state(states["torch"])
-            kind, keys, pos, has_gauss, gauss = states["numpy"]
-            np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-            random.setstate(states["python"])
+        restore_rng_states(checkpoint)
