@@ -31,6 +31,7 @@ from experiments.training import (
     build_loggers,
     build_trainer,
     checkpoint_callback,
+    finish_loggers,
     prepare_run_dir,
     resume_checkpoint,
 )
@@ -112,8 +113,10 @@ def run_train_regressor(cfg: DictConfig) -> Path:
     datamodule = build_regressor_datamodule(cfg)
     module = build_regressor_module(cfg, prior, datamodule)
     callbacks = [checkpoint_callback(cfg, run_dir), PredictionGridCallback(run_dir / "predictions", cfg.grid_images)]
-    trainer = build_trainer(cfg, run_dir, callbacks, build_loggers(cfg, run_dir))
+    loggers = build_loggers(cfg, run_dir)
+    trainer = build_trainer(cfg, run_dir, callbacks, loggers)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, run_dir))
+    finish_loggers(loggers)
     last = run_dir / "checkpoints" / "last.ckpt"
     print(f"run folder: {run_dir}\nevaluate: make eval-regressor CKPT={last}")
     return run_dir
@@ -205,16 +208,7 @@ def run_eval_regressor(cfg: DictConfig) -> dict[str, Any]:
         grid = save_grid(prediction_overlays(imgs, verts, cams, module.body_model.faces.cpu().numpy()),
                          out_dir / "predictions.png")
         log_grid(loggers, grid, "eval/predictions", 0)
-    for logger in loggers:
-        logger.save()
-        logger.finalize("success")
-    try:
-        import wandb
-
-        if wandb.run is not None:
-            wandb.finish()
-    except ImportError:  # pragma: no cover
-        pass
+    finish_loggers(loggers)
     print(json.dumps({k: summary[k] for k in ("benchmark", "mpjpe_mm", "p_mpjpe_mm", "frames")}, indent=1))
     print(f"written: {out_dir / 'regression.json'}")
     return summary
