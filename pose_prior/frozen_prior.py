@@ -298,14 +298,23 @@ def git_commit(directory: str | os.PathLike | None = None) -> str | None:
     return out.stdout.strip() or None
 
 
+def stamp_provenance(*parts: dict | None) -> dict:
+    """Merge provenance dicts (later wins), check they hold plain values, add date, git commit, torch."""
+    merged: dict = {}
+    for part in parts:
+        merged.update(part or {})
+    prov = _check_plain(merged, "provenance")
+    prov.setdefault("date", datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
+    prov.setdefault("git_commit", git_commit())
+    prov.setdefault("torch_version", str(torch.__version__))  # TorchVersion is not weights_only-loadable
+    return prov
+
+
 def save_prior(
     path: str | os.PathLike, generator: PoseGenerator, latent: LatentSpace, provenance: dict | None = None
 ) -> None:
     """Write a GAN prior file atomically (tensors and plain values only); fills `date`, `git_commit`."""
-    prov = _check_plain(dict(provenance or {}), "provenance")
-    prov.setdefault("date", datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
-    prov.setdefault("git_commit", git_commit())
-    prov.setdefault("torch_version", str(torch.__version__))
+    prov = stamp_provenance(provenance)
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

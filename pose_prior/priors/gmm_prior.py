@@ -5,7 +5,6 @@ File kind "gmm" (read by `pose_prior.frozen_prior.load_prior`)."""
 
 from __future__ import annotations
 
-import datetime
 import os
 from typing import Any, Literal
 
@@ -17,9 +16,8 @@ from pose_prior.frozen_prior import (
     FORMAT,
     FORMAT_VERSION,
     FrozenPrior,
-    _check_plain,
-    git_commit,
     register_prior_loader,
+    stamp_provenance,
 )
 from pose_prior.gmm import GaussianMixturePrior, fit_gmm, load_smplify_gmm
 from pose_prior.io import atomic_save
@@ -122,10 +120,7 @@ def save_gmm_prior(
     """Write a "gmm" prior file atomically (tensors and plain values; torch.load(weights_only=True))."""
     gmm = prior.gmm if isinstance(prior, GMMPrior) else prior
     base = prior.provenance if isinstance(prior, GMMPrior) else {}
-    prov = _check_plain({**base, **dict(provenance or {})}, "provenance")
-    prov.setdefault("date", datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
-    prov.setdefault("git_commit", git_commit())
-    prov.setdefault("torch_version", str(torch.__version__))  # TorchVersion is not weights_only-loadable
+    prov = stamp_provenance(base, provenance)
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -3,7 +3,6 @@ inversion. File kind "vposer" (read by `pose_prior.frozen_prior.load_prior`)."""
 
 from __future__ import annotations
 
-import datetime
 import os
 from typing import Any
 
@@ -14,9 +13,8 @@ from pose_prior.frozen_prior import (
     FORMAT,
     FORMAT_VERSION,
     FrozenPrior,
-    _check_plain,
-    git_commit,
     register_prior_loader,
+    stamp_provenance,
 )
 from pose_prior.io import atomic_save
 from pose_prior.latent import NormalLatent
@@ -86,10 +84,7 @@ def save_vposer_prior(path: str | os.PathLike, prior: VPoserPrior | VPoser, prov
     """Write a "vposer" prior file atomically (tensors and plain values; torch.load(weights_only=True))."""
     vposer = prior.vposer if isinstance(prior, VPoserPrior) else prior
     base = prior.provenance if isinstance(prior, VPoserPrior) else {}
-    prov = _check_plain({**base, **dict(provenance or {})}, "provenance")
-    prov.setdefault("date", datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
-    prov.setdefault("git_commit", git_commit())
-    prov.setdefault("torch_version", str(torch.__version__))  # TorchVersion is not weights_only-loadable
+    prov = stamp_provenance(base, provenance)
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
