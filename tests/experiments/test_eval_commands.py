@@ -153,3 +153,26 @@ def test_compare_two_priors_writes_one_row_each(tmp_path, demo_amass_tree, prepa
     md = (out / "comparison.md").read_text().splitlines()
     assert md[0].startswith("| prior") and len(md) == 4 and "gan_s" in md[2] and "gmm" in md[3]
     assert (out / "comparison_cdf.png").is_file() and (out / "comparison_interpolation.png").is_file()
+
+
+@pytest.mark.slow
+def test_compare_without_priors_trains_every_kind_and_tables_them(tmp_path, demo_amass_tree,
+                                                                  prepared_amass: PrepareReport) -> None:
+    """`make compare` with no arguments: small GAN-S/U/N, VPoser and GMM trained through their own runners."""
+    prepared = Path(prepared_amass.prepared_dir)
+    gan = "[trainer.max_epochs=1,trainer.batches_per_epoch=2,model.d_steps=1,data.batch_size=16,samples.num_bodies=1]"
+    cfg = load_config(EXPERIMENTS_DIR / "compare.yaml", [
+        *common(tmp_path / "cmp", demo_amass_tree, prepared), *TINY_COVERAGE, *TINY_INTERP,
+        "coverage.tsne_points=0", f"train.run_dir={tmp_path / 'priors'}",
+        f"train.overrides.gan_s={gan}", f"train.overrides.gan_u={gan}", f"train.overrides.gan_n={gan}",
+        "train.overrides.vposer=[trainer.max_epochs=1,trainer.val_batches=1,data.batch_size=32]",
+        "train.overrides.gmm=[gmm.n_components=2,gmm.max_iter=5]",
+    ])
+    out = run_compare(cfg)
+    rows = list(csv.DictReader(open(out / "comparison.csv")))
+    assert [r["prior"] for r in rows] == ["gan_s", "gan_u", "gan_n", "vposer", "gmm"]
+    assert [r["kind"] for r in rows] == ["gan", "gan", "gan", "vposer", "gmm"]
+    for r in rows:
+        assert (tmp_path / "priors" / r["prior"] / "prior.pt").is_file()
+        assert np.isfinite(float(r["train_recall_mean_mm"])) and float(r["train_recall_mean_mm"]) > 0
+    assert len((out / "comparison.md").read_text().splitlines()) == 2 + 5
