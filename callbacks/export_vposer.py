@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import math
 from pathlib import Path
 from typing import Any
@@ -41,11 +40,7 @@ class VPoserExportCallback(pl.Callback):
 
     @rank_zero_only
     def _export(self, trainer: pl.Trainer, module: pl.LightningModule, score: float | None) -> None:
-        provenance = {
-            **self.provenance,
-            "epoch": int(trainer.current_epoch),
-            "exported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        }
+        provenance = {**self.provenance, "epoch": int(trainer.current_epoch)}  # date, commit: stamp_provenance
         if score is not None:
             provenance[self.monitor] = float(score)
         save_vposer_prior(self.path, module.vposer, provenance)

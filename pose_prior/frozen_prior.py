@@ -31,7 +31,8 @@ from torch import nn
 from pose_prior.batched_lbfgs import batched_lbfgs
 from pose_prior.io import atomic_save
 from pose_prior.latent import LatentSpace, make_latent
-from pose_prior.metrics import mesh_distance, pairwise_mesh_distance
+from pose_prior.metrics import mesh_distance
+from pose_prior.nearest.distance import mesh_distance_matrix
 from pose_prior.networks import PoseGenerator
 from pose_prior.rotations import matrices_to_body_pose
 
@@ -145,7 +146,7 @@ class FrozenPrior(nn.Module):
             g = torch.Generator(device="cpu").manual_seed(seed)
             cand = self.latent.sample(max(candidates, restarts), generator=g, dtype=p.dtype).to(p.device)
             cand_verts = torch.cat([mesh(c) for c in cand.split(256)])  # (C, V, 3)
-            nearest = pairwise_mesh_distance(target, cand_verts).topk(restarts, dim=1, largest=False).indices
+            nearest = mesh_distance_matrix(target, cand_verts).topk(restarts, dim=1, largest=False).indices
             starts = cand[nearest].transpose(0, 1)  # (R, B, dim)
             if init is not None:  # the given start replaces the farthest candidate start
                 given = init.detach().to(starts).reshape(1, B, -1)

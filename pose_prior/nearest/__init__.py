@@ -5,8 +5,6 @@ from pose_prior.nearest.exact import NO_INDEX, SearchStats
 from pose_prior.nearest.search import ExactNearestMeshSearch
 from pose_prior.nearest.streaming import StreamingNearestMesh, all_reduce_nearest, merge_nearest
 
-exact_mesh_distance = paired_mesh_distance
-
 __all__ = [
     "NO_INDEX",
     "ExactNearestMeshSearch",
@@ -14,7 +12,6 @@ __all__ = [
     "StreamingNearestMesh",
     "all_reduce_nearest",
     "brute_force_nearest",
-    "exact_mesh_distance",
     "merge_nearest",
     "mesh_distance_matrix",
     "paired_mesh_distance",

@@ -1,11 +1,11 @@
-"""Eq. 5 mesh distance against a float64 loop."""
+"""Eq. 5 mesh distance against a float64 loop (all-pairs distances: tests/pose_prior/test_nearest.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from pose_prior.metrics import mesh_distance, pairwise_mesh_distance
+from pose_prior.metrics import mesh_distance
 
 
 def _loop(v1: torch.Tensor, v2: torch.Tensor) -> float:
@@ -26,18 +26,6 @@ def test_mesh_distance_matches_float64_loop() -> None:
     assert not torch.allclose(d, (v1 - v2).flatten(1).norm(dim=1) / 50)
 
 
-def test_pairwise_matches_loop_and_chunks() -> None:
-    g = torch.Generator().manual_seed(1)
-    a, b = torch.randn(7, 20, 3, generator=g), torch.randn(5, 20, 3, generator=g)
-    full = pairwise_mesh_distance(a, b)
-    chunked = pairwise_mesh_distance(a, b, max_elements=100)  # forces 1x1 chunks
-    ref = torch.tensor([[_loop(a[i].double(), b[j].double()) for j in range(5)] for i in range(7)], dtype=torch.float64)
-    torch.testing.assert_close(full.double(), ref, atol=1e-6, rtol=0)
-    torch.testing.assert_close(chunked, full)
-
-
 def test_shape_errors() -> None:
     with pytest.raises(ValueError):
         mesh_distance(torch.zeros(2, 5, 3), torch.zeros(2, 4, 3))
-    with pytest.raises(ValueError):
-        pairwise_mesh_distance(torch.zeros(2, 5, 3), torch.zeros(2, 5, 2))
