@@ -134,7 +134,7 @@ class GanModelConfig:
     gen_dropout: float = 0.1
     leaky_slope: float = 0.2
     disc_joint_features: int = 32
-    disc_hidden: int = 1024
+    disc_hidden: int = 64  # authors' public config (hidden_poseall); HMR and their code default: 1024
     d_steps: int = 10  # discriminator updates per generator update
     joint_loss_weight: float = 21.0
     pose_loss_weight: float = 1.0

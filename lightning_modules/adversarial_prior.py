@@ -29,7 +29,7 @@ class AdversarialPriorModule(pl.LightningModule):
         gen_dropout: float = 0.1,
         leaky_slope: float = 0.2,
         disc_joint_features: int = 32,
-        disc_hidden: int = 1024,
+        disc_hidden: int = 64,
         d_steps: int = 10,
         joint_loss_weight: float = 21.0,
         pose_loss_weight: float = 1.0,

@@ -5,10 +5,11 @@
   their generator state dicts load unchanged.
 - `PoseDiscriminator`: HMR's discriminator with LeakyReLU(0.2): shared per-joint features over each
   joint's 9 rotation-matrix entries (9 -> 32 -> 32, the 1x1 convolutions written as Linear layers on
-  (B, J, 9)), one linear head per joint (all J heads in one batched einsum) and a whole-pose MLP
-  (J*32 -> 1024 -> 1024 -> 1). The whole-pose MLP reads the features feature-major (f * J + j), the
-  order of the authors' `comm_features.view(N, -1)` on (N, 32, J), so their weights map one to one
-  (`discriminator_state_from_authors`).
+  (B, J, 9)), one linear head per joint and a whole-pose MLP (J*32 -> 64 -> 64 -> 1 in the authors'
+  public ganS config; their code's default width, and HMR's, is 1024). The heads and the MLP's first
+  layer run as ONE matrix product (`first_layer`). The MLP's first weight is stored feature-major
+  (f * J + j), the order of the authors' `comm_features.view(N, -1)` on (N, 32, J), so their weights
+  map one to one (`discriminator_state_from_authors`).
 - Least-squares losses, targets 1 (real) / 0 (fake); the per-joint term is the mean over joints and
   batch times `joint_weight` (21 in the authors' public config, i.e. HMR's sum over joints), the
   whole-pose term the batch mean times `pose_weight` (1).
@@ -23,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pose_prior.dropout import FastDropout
 from pose_prior.rotations import matrices_to_body_pose, sixd_to_matrix
 
 
@@ -41,7 +43,7 @@ class PoseGenerator(nn.Module):
         self.latent_dim, self.hidden, self.num_joints = int(latent_dim), int(hidden), int(num_joints)
         self.dropout_p, self.slope = float(dropout), float(slope)
         self.bodyprior_dec_fc1 = nn.Linear(self.latent_dim, self.hidden)
-        self.dropout = nn.Dropout(self.dropout_p)
+        self.dropout = FastDropout(self.dropout_p)
         self.bodyprior_dec_fc2 = nn.Linear(self.hidden, self.hidden)
         self.bodyprior_dec_out = nn.Linear(self.hidden, self.num_joints * 6)
 
@@ -82,7 +84,7 @@ class PoseDiscriminator(nn.Module):
         self,
         num_joints: int = 21,
         joint_features: int = 32,
-        hidden: int = 1024,
+        hidden: int = 64,
         num_layers: int = 2,
         slope: float = 0.2,
     ) -> None:
@@ -123,10 +125,28 @@ class PoseDiscriminator(nn.Module):
         x = F.leaky_relu(self.joint_fc1(x), self.slope)  # (B, J, C)
         return F.leaky_relu(self.joint_fc2(x), self.slope)  # (B, J, C)
 
+    def first_layer(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The J per-joint heads and the whole-pose MLP's first layer as ONE linear map over the
+        joint-major flattened features (index j*C + c): weight (J + H, J*C), bias (J + H,).
+
+        Rows 0..J-1 hold head j's weights in block j (zeros elsewhere, masked by the identity, so
+        the off-block entries never receive gradient); rows J.. are the MLP's first layer with its
+        columns permuted from the stored feature-major order (c*J + j) to joint-major. One GEMM
+        then replaces the batched head product, the feature transpose and the sum of the two
+        feature gradients (bench/train_throughput.py)."""
+        J, C = self.num_joints, self.joint_features
+        eye = torch.eye(J, dtype=self.head_weight.dtype, device=self.head_weight.device)
+        heads = (eye[:, :, None] * self.head_weight[None, :, :]).reshape(J, J * C)  # (J, J*C)
+        fc = self.pose_mlp[0]
+        mlp0 = fc.weight.reshape(-1, C, J).transpose(1, 2).reshape(-1, J * C)  # (H, J*C) joint-major
+        return torch.cat([heads, mlp0], 0), torch.cat([self.head_bias, fc.bias], 0)
+
     def forward(self, rotmats: torch.Tensor) -> torch.Tensor:
-        feat = self.joint_features_of(rotmats)  # (B, J, C)
-        per_joint = torch.einsum("bjc,jc->bj", feat, self.head_weight) + self.head_bias  # (B, J)
-        whole = self.pose_mlp(feat.transpose(1, 2).reshape(feat.shape[0], -1))  # (B, 1), feature-major
+        B, J = rotmats.shape[0], self.num_joints
+        feat = self.joint_features_of(rotmats).reshape(B, J * self.joint_features)  # (B, J*C) joint-major
+        weight, bias = self.first_layer()
+        per_joint, hidden = F.linear(feat, weight, bias).split([J, weight.shape[0] - J], dim=1)  # (B, J), (B, H)
+        whole = self.pose_mlp[2:](self.pose_mlp[1](hidden))  # (B, 1)
         return torch.cat([per_joint, whole], dim=1)  # (B, J + 1)
 
 
@@ -163,7 +183,7 @@ def generator_loss(
 
 
 def discriminator_param_count(
-    num_joints: int = 21, joint_features: int = 32, hidden: int = 1024, num_layers: int = 2
+    num_joints: int = 21, joint_features: int = 32, hidden: int = 64, num_layers: int = 2
 ) -> int:
     """Parameter count of `PoseDiscriminator` from the architecture arithmetic."""
     J, C, H = num_joints, joint_features, hidden

@@ -43,9 +43,13 @@ def test_generator_parameter_count_and_dropout_in_train_mode() -> None:
 def test_discriminator_parameter_count_matches_arithmetic() -> None:
     d = PoseDiscriminator()
     n = sum(p.numel() for p in d.parameters())
-    # 9->32, 32->32 shared; 21 heads of 32+1; 672->1024->1024->1
+    # 9->32, 32->32 shared; 21 heads of 32+1; 672->64->64->1 (authors' public ganS config)
+    by_hand = (9 * 32 + 32) + (32 * 32 + 32) + 21 * 33 + (672 * 64 + 64) + (64 * 64 + 64) + (64 + 1)
+    assert n == by_hand == discriminator_param_count() == 49_366
+    # their code's default (and HMR's) width 1024
+    wide = PoseDiscriminator(hidden=1024)
     by_hand = (9 * 32 + 32) + (32 * 32 + 32) + 21 * 33 + (672 * 1024 + 1024) + (1024 * 1024 + 1024) + (1024 + 1)
-    assert n == by_hand == discriminator_param_count() == 1_741_846
+    assert sum(p.numel() for p in wide.parameters()) == by_hand == discriminator_param_count(hidden=1024) == 1_741_846
     small = PoseDiscriminator(num_joints=5, joint_features=4, hidden=7, num_layers=3)
     assert sum(p.numel() for p in small.parameters()) == discriminator_param_count(5, 4, 7, 3)
 
@@ -71,12 +75,13 @@ def test_discriminator_matches_authors_layout_after_conversion() -> None:
     from bench.authors_reference import AuthorsDiscriminator
 
     torch.manual_seed(0)
-    theirs = AuthorsDiscriminator().double()
-    ours = PoseDiscriminator().double()
-    ours.load_state_dict(discriminator_state_from_authors(theirs.state_dict()))
     x = axis_angle_to_matrix(torch.randn(8, 21, 3, dtype=torch.float64))
-    out = theirs(x.reshape(8, 21, 9))
-    torch.testing.assert_close(ours(x), torch.cat([out["poseeach"], out["poseall"]], 1), atol=1e-10, rtol=0)
+    for width in (64, 1024):  # their public ganS config, their code's default
+        theirs = AuthorsDiscriminator(hidden_poseall=width).double()
+        ours = PoseDiscriminator(hidden=width).double()
+        ours.load_state_dict(discriminator_state_from_authors(theirs.state_dict()))
+        out = theirs(x.reshape(8, 21, 9))
+        torch.testing.assert_close(ours(x), torch.cat([out["poseeach"], out["poseall"]], 1), atol=1e-10, rtol=0)
 
 
 def test_least_squares_losses_by_hand() -> None:
