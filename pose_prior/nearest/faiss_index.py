@@ -27,14 +27,23 @@ def _gpu_resources(device: int):
     return _GPU_RESOURCES[device]
 
 
-class FlatL2Shortlist:
-    """Exact L2 k-nearest-neighbour shortlist over float32 vectors (IndexFlatL2 / GpuIndexFlatL2)."""
+def current_gpu() -> int:
+    """The GPU this process works on: torch's current CUDA device (each DDP rank sets its own), else 0."""
+    return torch.cuda.current_device() if torch.cuda.is_available() else 0
 
-    def __init__(self, vectors: torch.Tensor, use_gpu: bool | None = None, device: int = 0) -> None:
+
+class FlatL2Shortlist:
+    """Exact L2 k-nearest-neighbour shortlist over float32 vectors (IndexFlatL2 / GpuIndexFlatL2).
+
+    On GPU the index lives on `device`, by default the process's current CUDA device, so that the
+    ranks of a multi-GPU run each search on their own GPU."""
+
+    def __init__(self, vectors: torch.Tensor, use_gpu: bool | None = None, device: int | None = None) -> None:
         faiss = _faiss()
         dim = vectors.shape[1]
         self.on_gpu = faiss_has_gpu() if use_gpu is None else use_gpu
         if self.on_gpu:
+            device = current_gpu() if device is None else device
             config = faiss.GpuIndexFlatConfig()
             config.device = device
             self.index = faiss.GpuIndexFlatL2(_gpu_resources(device), dim, config)

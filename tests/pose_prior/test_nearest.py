@@ -285,3 +285,34 @@ def test_standin_zero_pose_is_rest_and_poses_move_vertices():
     pose[0, 3 * 17 + 2] = 1.0  # body joint 17 (left elbow) about z: only forearm and hand vertices move
     moved = (model(pose)[0] - model.rest_vertices).norm(dim=1)
     assert 0 < int((moved > 1e-4).sum()) < 150
+
+
+def test_gpu_shortlist_uses_the_process_current_cuda_device(monkeypatch) -> None:
+    """Each DDP rank sets its CUDA device; the FAISS GPU index must follow it, not sit on GPU 0."""
+    import types
+
+    import pose_prior.nearest.faiss_index as fi
+
+    made = {}
+
+    class Config:
+        device = -1
+
+    class GpuIndex:
+        def __init__(self, resources, dim, config):
+            made["device"], made["dim"] = config.device, dim
+            self.ntotal = 0
+
+        def add(self, x):
+            self.ntotal += len(x)
+
+    fake = types.SimpleNamespace(GpuIndexFlatConfig=Config, GpuIndexFlatL2=GpuIndex,
+                                 StandardGpuResources=lambda: object(), get_num_gpus=lambda: 2)
+    monkeypatch.setattr(fi, "_faiss", lambda: fake)
+    monkeypatch.setattr(fi, "_GPU_RESOURCES", {})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    index = fi.FlatL2Shortlist(torch.zeros(5, 3))
+    assert index.on_gpu and made == {"device": 1, "dim": 3} and len(index) == 5
+    fi.FlatL2Shortlist(torch.zeros(5, 3), device=0)
+    assert made["device"] == 0
