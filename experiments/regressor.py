@@ -1,6 +1,6 @@
 """Runners of `make train-regressor` and `make eval-regressor` (paper Sec. 4.4, Table 4).
 
-train: EFT JSON + images (or the synthetic images) -> ImageRegressionModule around a frozen GAN prior and a
+train: EFT JSON + images (or the synthetic images) -> ImageRegressionModule around a frozen GAN or VPoser prior and a
 frozen HMR/EFT ResNet-50 -> run folder (config.yaml, checkpoints/, predictions/*.png, csv/, W&B offline).
 eval: a checkpoint -> H3.6M Protocol 2 from images (MPJPE, P-MPJPE via pose_prior.metrics3d.h36m_p2_errors
 with a 17-joint regressor of the body model) -> regression.json, CSV, W&B, a grid of predicted meshes.
@@ -40,10 +40,12 @@ from pose_prior.frozen_prior import FrozenPrior, load_prior
 from pose_prior.hmr import calibrate_batchnorm, load_hmr_checkpoint, load_mean_params
 from pose_prior.io import atomic_write_text
 from pose_prior.metrics3d import h36m_p2_errors
+from pose_prior.priors.gmm_prior import GMMPrior
 
 NEED_PRIOR = (
-    "train-regressor needs a trained GAN prior file: pass PRIOR=path (make train-regressor "
-    "PRIOR=outputs/runs/gan_s/prior.pt) or prior.path=path; `make train-gan-s` writes outputs/runs/gan_s/prior.pt"
+    "train-regressor needs a trained GAN or VPoser prior file: pass PRIOR=path (make train-regressor "
+    "PRIOR=outputs/runs/gan_s/prior.pt) or prior.path=path; `make train-gan-s` writes outputs/runs/gan_s/prior.pt, "
+    "`make train-vposer` outputs/runs/vposer/prior.pt"
 )
 SYNTHETIC_BENCHMARK = (
     "SYNTHETIC held-out split (rendered open-model bodies), NOT Human3.6M: Protocol-2 code path with the body "
@@ -79,8 +81,9 @@ def load_regression_prior(path: str | None) -> FrozenPrior:
     if not Path(path).is_file():
         raise ConfigError(f"prior.path={path}: no such file. {NEED_PRIOR}")
     prior = load_prior(path)
-    if not isinstance(prior, FrozenPrior):
-        raise ConfigError(f"prior.path={path}: a prior of type {type(prior).__name__}; regression needs a GAN prior")
+    if not isinstance(prior, FrozenPrior) or isinstance(prior, GMMPrior):
+        raise ConfigError(f"prior.path={path}: a prior of type {type(prior).__name__}; regression needs a GAN or "
+                          "VPoser prior (a latent space and a decoder)")
     return prior
 
 

@@ -1,7 +1,8 @@
 """Image -> mesh regression through a frozen prior (paper Sec. 3.3 / 4.4, Table 4).
 
 Frozen HMR/SPIN/EFT ResNet-50 (eval mode, no grad) -> features (pooled 2048-d by default) -> a new MLP
--> latent z, projected onto the prior's support -> the frozen generator -> 21 body-joint rotations ->
+-> latent z, projected onto the prior's support -> the frozen generator (a GAN's, or VPoser's decoder for
+Table 4's VPoser row) -> 21 body-joint rotations ->
 the body model. Global orientation, shape and the weak-perspective camera come from the pretrained HMR
 heads, frozen (default) or trained too (`train_heads`). Losses as SPIN/EFT: confidence-weighted 2D
 keypoint MSE in normalised crop coordinates (EFT's weak projection s*X + t), 3D joints where present,
@@ -26,6 +27,8 @@ from pose_prior.hmr import FEATURE_DIM, HMR, POSE_DIM
 from pose_prior.keypoints import keypoint_map_for_body_model
 from pose_prior.latent import make_latent
 from pose_prior.networks import PoseGenerator
+from pose_prior.priors.vposer_prior import VPoserPrior
+from pose_prior.vposer import VPoser
 
 FEATURE_SIZES = {"pooled": FEATURE_DIM, "hidden": 1024, "pooled+params": FEATURE_DIM + POSE_DIM + 10 + 3}
 # SMPL-24 kinematic joints in LSP-14 order (R ankle ... L wrist, neck, head) + pelvis for centring
@@ -33,11 +36,27 @@ SMPL24_TO_LSP14 = (8, 5, 2, 1, 4, 7, 21, 19, 17, 16, 18, 20, 12, 15)
 
 
 def prior_spec_of(prior: FrozenPrior, source: str = "") -> dict[str, Any]:
-    """Plain description of a GAN prior's architecture (stored in the regressor's hyperparameters)."""
-    if not isinstance(prior, FrozenPrior):
-        raise TypeError(f"image regression needs a GAN prior (FrozenPrior, kind 'gan'), got {type(prior).__name__}")
-    return {"latent": prior.latent_type, "latent_dim": prior.latent_dim,
+    """Plain description of a GAN or VPoser prior's architecture (stored in the regressor's hyperparameters)."""
+    if isinstance(prior, VPoserPrior):
+        v = prior.vposer
+        return {"kind": "vposer", "latent": "N", "latent_dim": v.latent_dim,
+                "vposer": {"num_neurons": v.num_neurons, "latent_dim": v.latent_dim, "num_joints": v.num_joints},
+                "source": str(source)}
+    if not isinstance(prior, FrozenPrior) or not isinstance(prior.generator, PoseGenerator):
+        raise TypeError("image regression needs a prior with a latent space and a decoder: a GAN prior (kind 'gan') "
+                        f"or VPoser (kind 'vposer'), got {type(prior).__name__}")
+    return {"kind": "gan", "latent": prior.latent_type, "latent_dim": prior.latent_dim,
             "generator": dict(prior.generator.arch_kwargs()), "source": str(source)}
+
+
+def prior_from_spec(spec: dict[str, Any]) -> FrozenPrior:
+    """An untrained prior of the architecture `prior_spec_of` described (weights come from the state dict)."""
+    kind = spec.get("kind", "gan")  # checkpoints written before VPoser support hold GAN specs without a kind
+    if kind == "vposer":
+        return VPoserPrior(VPoser(**spec["vposer"]))
+    if kind == "gan":
+        return FrozenPrior(PoseGenerator(**spec["generator"]), make_latent(spec["latent"], int(spec["latent_dim"])))
+    raise ValueError(f"prior_spec kind must be 'gan' or 'vposer', got {kind!r}")
 
 
 def build_mlp(in_dim: int, hidden: list[int], out_dim: int, dropout: float) -> nn.Sequential:
@@ -86,8 +105,7 @@ class ImageRegressionModule(pl.LightningModule):
         if features not in FEATURE_SIZES:
             raise ValueError(f"features must be one of {sorted(FEATURE_SIZES)}, got {features!r}")
         self.hmr = HMR()
-        self.prior = FrozenPrior(PoseGenerator(**prior_spec["generator"]),
-                                 make_latent(prior_spec["latent"], int(prior_spec["latent_dim"])))
+        self.prior = prior_from_spec(prior_spec)
         self.mlp = build_mlp(FEATURE_SIZES[features], mlp_hidden, int(prior_spec["latent_dim"]), mlp_dropout)
         for p in self.hmr.parameters():
             p.requires_grad_(False)
@@ -109,7 +127,7 @@ class ImageRegressionModule(pl.LightningModule):
     # --- helpers -----------------------------------------------------------------------------------
     @classmethod
     def from_prior(cls, prior: FrozenPrior, source: str = "", **kwargs: Any) -> ImageRegressionModule:
-        """A module around a loaded GAN prior (its generator weights copied in)."""
+        """A module around a loaded GAN or VPoser prior (its generator / VPoser weights copied in)."""
         module = cls(prior_spec_of(prior, source), **kwargs)
         module.prior.generator.load_state_dict(prior.generator.state_dict())
         return module

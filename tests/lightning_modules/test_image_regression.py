@@ -114,6 +114,63 @@ def test_short_training_lowers_the_training_loss(prior_file, batch) -> None:
     assert end["loss"] < 0.92 * start["loss"] and end["keypoints"] < 0.7 * start["keypoints"], (start, end)
 
 
+@pytest.fixture(scope="module")
+def vposer_prior_file(tmp_path_factory) -> Path:
+    from pose_prior.priors.vposer_prior import save_vposer_prior
+    from pose_prior.vposer import VPoser
+
+    torch.manual_seed(4)
+    path = tmp_path_factory.mktemp("vposer") / "prior.pt"
+    save_vposer_prior(path, VPoser(num_neurons=64), {"note": "random weights for tests"})
+    return path
+
+
+def test_a_vposer_prior_regresses_through_its_frozen_decoder(vposer_prior_file, batch) -> None:
+    """Table 4's VPoser row: MLP -> z in R^32 (no projection for N(0, I)) -> VPoser's decoder, frozen."""
+    module = _module(vposer_prior_file, lr=1e-3)
+    assert module.hparams.prior_spec["kind"] == "vposer"
+    module.eval()
+    with torch.no_grad():
+        pred = module(batch["img"], batch["key"], batch["augmented"])
+        z = module.mlp(module._backbone_features(batch["img"], batch["key"], batch["augmented"]))
+        torch.testing.assert_close(pred["z"], z, atol=0, rtol=0)  # identity projection
+        decoded = module.prior.vposer.decoder_net(z).reshape(2, 21, 3, 3)  # VPoser's own decoder
+        torch.testing.assert_close(pred["body_rot"], decoded, atol=0, rtol=0)
+    module.train()
+    assert not module.prior.training and not module.prior.vposer.encoder_net.training
+    before = _snapshot(module)
+    opt = module.configure_optimizers()
+    for _ in range(2):
+        _, losses = module._step(batch)
+        opt.zero_grad()
+        losses["loss"].backward()
+        opt.step()
+    after = module.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("prior."))  # weights and BN buffers
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("mlp."))
+    # the hyperparameters rebuild the same VPoser (what load_from_checkpoint does), and its weights load strictly
+    rebuilt = ImageRegressionModule(**dict(module.hparams))
+    rebuilt.load_state_dict(module.state_dict(), strict=True)
+    rebuilt.eval()
+    module.eval()
+    with torch.no_grad():
+        a = module(batch["img"], batch["key"], batch["augmented"])["vertices"]
+        b = rebuilt(batch["img"], batch["key"], batch["augmented"])["vertices"]
+    torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_a_gmm_prior_is_refused_with_the_reason(tmp_path) -> None:
+    import numpy as np
+
+    from experiments.regressor import load_regression_prior
+    from pose_prior.priors.gmm_prior import GMMPrior, save_gmm_prior
+
+    poses = np.random.default_rng(0).normal(scale=0.2, size=(200, 63))
+    save_gmm_prior(tmp_path / "gmm.pt", GMMPrior.fit(poses, n_components=2, max_iter=5))
+    with pytest.raises(ConfigError, match="GAN or VPoser prior"):
+        load_regression_prior(str(tmp_path / "gmm.pt"))
+
+
 def test_evaluation_of_ground_truth_meshes_is_zero(demo_root) -> None:
     """The eval plumbing (P2 crops, regressor, GT S, frame order) gives 0 mm for the true meshes."""
     from pose_prior.body_model import load_body_model
