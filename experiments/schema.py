@@ -359,6 +359,7 @@ class EvalH36MConfig:
     priors: List[str] = field(default_factory=list)
     include_none: bool = True  # also fit with no prior (raw pose), the paper's comparison
     j_regressor: Optional[str] = None  # SPIN's J_regressor_h36m.npy; null = the open model's own
+    dtype: str = "float32"  # float32 | float64: body model, prior and fitting (float64: bit-stable across batching)
     data: H36MEvalDataConfig = field(default_factory=H36MEvalDataConfig)
     synthetic: SyntheticH36MConfig = field(default_factory=SyntheticH36MConfig)
     body_model: BodyModelConfig = field(default_factory=BodyModelConfig)

@@ -50,6 +50,16 @@ def test_eval_writes_a_row_per_prior(tmp_path: Path, prior_files: list[Path], pr
     assert list((out / "wandb").glob("offline-run-*"))
 
 
+def test_dtype_is_checked_and_reaches_body_model_and_prior(prior_files: list[Path]) -> None:
+    from experiments.config import ConfigError
+    from experiments.eval_h36m import _load, fitting_dtype
+
+    with pytest.raises(ConfigError, match="dtype='float16'.*float32.*float64"):
+        run_eval_h36m(load_config(EXPERIMENTS_DIR / "eval_h36m.yaml", ["dtype=float16"]))
+    assert fitting_dtype("float64") is torch.float64
+    assert _load(str(prior_files[0]), torch.float64)._param().dtype == torch.float64
+
+
 def test_prior_names() -> None:
     assert prior_name("none") == "none"
     assert prior_name("outputs/runs/gan_s/prior.pt") == "gan_s"
@@ -59,15 +69,15 @@ def test_prior_names() -> None:
 @pytest.mark.slow
 @pytest.mark.ddp
 def test_two_processes_fit_the_same_frames_as_one(tmp_path: Path, prior_files: list[Path], prepared_amass) -> None:
-    """KeypointFittingModule under ddp_spawn (2 CPU processes, gloo): each rank fits its shard, the merged
-    per-frame results equal a single-process run (fits are per-sample independent; in float32 other batch
-    companions change the last bits of the matrix products, hence a tolerance far below any real error)."""
+    """KeypointFittingModule under ddp_spawn (2 CPU processes, gloo): each rank fits its shard, and the merged
+    per-frame results equal a single-process run. In float64 (dtype=float64) fits are per-sample independent
+    to the last bits; in float32 other batch companions change the last bits of the matrix products."""
     common = [
         f"priors=[{prior_files[0]}]", "include_none=false", "body_model.path=open-light",
         f"synthetic.file={tmp_path / 'syn.npz'}", "synthetic.frames=6",
         f"synthetic.amass.prepared_dir={prepared_amass.prepared_dir}", "data.batch_size=2",
         "fitting.body_iters=3", "fitting.camera_iters=2", "logger.wandb_mode=disabled", "trainer.progress_bar=false",
-        "trainer.accelerator=cpu",
+        "trainer.accelerator=cpu", "dtype=float64",
     ]
     one = tmp_path / "one"
     run_eval_h36m(load_config(EXPERIMENTS_DIR / "eval_h36m.yaml", [f"output_dir={one}", *common]))
@@ -78,8 +88,8 @@ def test_two_processes_fit_the_same_frames_as_one(tmp_path: Path, prior_files: l
 
     a, b = np.load(one / "gan_s" / "fits.npz"), np.load(two / "gan_s" / "fits.npz")
     assert len(a["p_mpjpe"]) == len(b["p_mpjpe"]) == 6
-    np.testing.assert_allclose(b["p_mpjpe"], a["p_mpjpe"], atol=0.1)  # mm, on errors of ~300 mm
-    np.testing.assert_allclose(b["body_pose"], a["body_pose"], atol=1e-2)  # rad
+    np.testing.assert_allclose(b["p_mpjpe"], a["p_mpjpe"], atol=1e-9, rtol=0)  # mm, on errors of ~300 mm
+    np.testing.assert_allclose(b["body_pose"], a["body_pose"], atol=1e-10, rtol=0)  # rad
     # every merged frame is its own single-process counterpart, not a neighbour's (shard order restored)
     gaps = np.abs(b["body_pose"][:, None] - a["body_pose"][None]).max(axis=2)  # (6, 6)
     assert (gaps.argmin(axis=1) == np.arange(6)).all()
