@@ -55,6 +55,16 @@ def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
+def _train(module: ImageRegressionModule, batch: dict, steps: int) -> None:
+    """`steps` optimiser steps on one batch, outside a Trainer."""
+    opt = module.configure_optimizers()
+    for _ in range(steps):
+        _, losses = module._step(batch)
+        opt.zero_grad()
+        losses["loss"].backward()
+        opt.step()
+
+
 @pytest.mark.parametrize("train_heads", [False, True])
 def test_only_intended_parameters_train_and_the_generator_stays_bit_identical(prior_file, batch, train_heads) -> None:
     module = _module(prior_file, train_heads=train_heads, lr=1e-3)
@@ -62,12 +72,7 @@ def test_only_intended_parameters_train_and_the_generator_stays_bit_identical(pr
     assert not module.hmr.layer1.training and not module.prior.training and module.mlp.training
     assert module.hmr.drop1.training == train_heads
     before = _snapshot(module)
-    opt = module.configure_optimizers()
-    for _ in range(2):
-        _, losses = module._step(batch)
-        opt.zero_grad()
-        losses["loss"].backward()
-        opt.step()
+    _train(module, batch, steps=2)
     heads = ("hmr.fc1.", "hmr.fc2.", "hmr.decpose.", "hmr.deccam.", "hmr.decshape.")
     grads = {n for n, p in module.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
     expected = {n for n, _ in module.named_parameters() if n.startswith("mlp.") or (train_heads and n.startswith(heads))}
@@ -96,17 +101,11 @@ def test_prediction_goes_through_the_projected_latent_and_the_generator(prior_fi
 def test_short_training_lowers_the_training_loss(prior_file, batch) -> None:
     module = _module(prior_file, train_heads=True, lr=2e-4)
     calibrate_batchnorm(module.hmr, [batch["img"]])  # as the run does for a trunk without pretrained weights
-    module.train()
-    opt = module.configure_optimizers()
     with torch.no_grad():
         module.eval()
         start = {k: float(v) for k, v in module._step(batch)[1].items()}
     module.train()
-    for _ in range(40):
-        _, losses = module._step(batch)
-        opt.zero_grad()
-        losses["loss"].backward()
-        opt.step()
+    _train(module, batch, steps=40)
     module.eval()
     with torch.no_grad():
         end = {k: float(v) for k, v in module._step(batch)[1].items()}
@@ -139,12 +138,7 @@ def test_a_vposer_prior_regresses_through_its_frozen_decoder(vposer_prior_file, 
     module.train()
     assert not module.prior.training and not module.prior.vposer.encoder_net.training
     before = _snapshot(module)
-    opt = module.configure_optimizers()
-    for _ in range(2):
-        _, losses = module._step(batch)
-        opt.zero_grad()
-        losses["loss"].backward()
-        opt.step()
+    _train(module, batch, steps=2)
     after = module.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("prior."))  # weights and BN buffers
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("mlp."))
