@@ -10,12 +10,12 @@ from typing import Any, Sequence
 
 import pytorch_lightning as pl
 from lightning_fabric.loggers.logger import rank_zero_experiment
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
-from experiments.config import save_config, to_container
+from experiments.config import ConfigError, save_config, to_container
 from pose_prior.io import atomic_write_text
 
 
@@ -35,11 +35,33 @@ def wandb_mode(requested: str) -> str:
 
 
 def prepare_run_dir(cfg: DictConfig) -> Path:
-    """Create the run folder and record the resolved config in it."""
+    """Create the run folder and record the resolved config in it (after checking a resume against it)."""
     run_dir = Path(cfg.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    check_resume_matches(cfg, run_dir)
     save_config(cfg, run_dir / "config.yaml")
     return run_dir
+
+
+def check_resume_matches(cfg: DictConfig, run_dir: Path) -> None:
+    """`resume=true` continues the run as it was built: the `model` section must equal the one recorded in
+    the run folder (a changed architecture or default would fail later as a state-dict size mismatch).
+    Trainer, data and logging keys may change (e.g. more epochs)."""
+    recorded = run_dir / "config.yaml"
+    if not cfg.get("resume", False) or "model" not in cfg or not (run_dir / "checkpoints" / "last.ckpt").exists():
+        return
+    if not recorded.is_file():
+        return
+    before = (OmegaConf.to_container(OmegaConf.load(recorded), resolve=True) or {}).get("model") or {}
+    now = to_container(cfg.model)
+    diff = sorted(k for k in set(before) | set(now) if before.get(k, "<absent>") != now.get(k, "<absent>"))
+    if diff:
+        was = " ".join(f"model.{k}={before.get(k, '<absent>')}" for k in diff)
+        is_now = ", ".join(f"model.{k}={now.get(k, '<absent>')}" for k in diff)
+        raise ConfigError(
+            f"resume=true: {recorded} records {was}, this config has {is_now}. "
+            f"Pass ARGS=\"resume=true {was}\" to continue that run, or choose another output_dir."
+        )
 
 
 class _AppendingWriter(ExperimentWriter):

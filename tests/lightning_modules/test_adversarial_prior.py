@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 
 from datamodules.amass.prepare import PrepareReport
-from experiments.config import EXPERIMENTS_DIR, load_config
+from experiments.config import EXPERIMENTS_DIR, ConfigError, load_config
 from experiments.train_gan import build_gan_datamodule, build_gan_module, run_train_gan
 from experiments.training import build_trainer
 from pose_prior.frozen_prior import load_prior
@@ -99,6 +99,13 @@ def test_resume_continues_from_last_checkpoint_exactly(
         torch.testing.assert_close(a["state_dict"][key], b["state_dict"][key], rtol=0, atol=0)
     rows = list(csv.DictReader(open(run_b / "csv" / "metrics.csv")))
     assert {r["epoch"] for r in rows if r.get("train/d_loss_step")} == {"0", "1"}
+    # resuming with another architecture is refused before anything is overwritten, naming the key
+    recorded = (run_b / "config.yaml").read_text()
+    changed = tiny_config(tmp_path / "b", demo_amass_tree, prepared_copy, "trainer.max_epochs=3", "resume=true",
+                          "model.disc_hidden=32", "logger.wandb_mode=disabled")
+    with pytest.raises(ConfigError, match=r"records model.disc_hidden=64, this config has model.disc_hidden=32"):
+        run_train_gan(changed)
+    assert (run_b / "config.yaml").read_text() == recorded
 
 
 class _RecordParams(pl.Callback):
