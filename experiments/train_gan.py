@@ -28,7 +28,7 @@ from pose_prior.body_model import load_body_model
 
 
 def build_gan_module(cfg: DictConfig) -> AdversarialPriorModule:
-    return AdversarialPriorModule(**to_container(cfg.model), **to_container(cfg.optim))
+    return AdversarialPriorModule(**to_container(cfg.model), **to_container(cfg.optim), seed=int(cfg.seed))
 
 
 def build_gan_datamodule(cfg: DictConfig) -> AmassDataModule:

@@ -38,6 +38,7 @@ def build_vposer_module(cfg: DictConfig) -> VAEPriorModule:
         body_model=body_model, body_model_path=bm.path, model_type=bm.model_type, gender=bm.gender,
         **to_container(cfg.model), **to_container(cfg.loss),
         lr=o.lr, weight_decay=o.weight_decay, plateau_patience=o.plateau_patience, plateau_factor=o.plateau_factor,
+        seed=int(cfg.seed),
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from lightning_modules.rng_states import restore_rng_states, save_rng_states
+from lightning_modules.rng_states import restore_rng_states, save_rng_states, seed_step_stream
 from pose_prior.adversarial import make_optimizers, train_step
 from pose_prior.latent import make_latent
 from pose_prior.networks import PoseDiscriminator, PoseGenerator, discriminator_loss, generator_loss
@@ -37,6 +37,7 @@ class AdversarialPriorModule(pl.LightningModule):
         d_lr: float | None = None,
         beta1: float = 0.5,
         beta2: float = 0.999,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -46,6 +47,7 @@ class AdversarialPriorModule(pl.LightningModule):
         self.discriminator = PoseDiscriminator(joint_features=disc_joint_features, hidden=disc_hidden, slope=leaky_slope)
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        seed_step_stream(self.hparams.seed, self.current_epoch, batch_idx, self.global_rank)  # own fakes per rank
         g_opt, d_opt = self.optimizers()
         h = self.hparams
         logs = train_step(

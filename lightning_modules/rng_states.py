@@ -1,7 +1,11 @@
-"""RNG states in a checkpoint, so `resume=true` continues the same random stream.
+"""Random streams of the training modules: per-step seeds for each rank, and RNG states in a checkpoint.
 
-Stored as tensors and plain Python values only, so the checkpoint still loads with
-`torch.load(weights_only=True)` (Lightning's default).
+`seed_step_stream` reseeds torch's global generator at every training step from (seed, epoch, batch, rank):
+- under DDP every rank draws its OWN latents, dropout masks and noise (`pl.seed_everything` gives every
+  rank the same seed, so otherwise every GPU would generate the same fakes and add no fake diversity);
+- a step's randomness depends only on those four numbers, not on what else drew from the generator
+  before it (data loader iterators, validation, callbacks), so `resume=true` continues exactly.
+`save_rng_states` / `restore_rng_states` carry the other consumers' states (numpy, python) across a resume.
 """
 
 from __future__ import annotations
@@ -11,6 +15,17 @@ from typing import Any
 
 import numpy as np
 import torch
+
+
+def stream_seed(*keys: int) -> int:
+    """A 63-bit seed mixed from integer keys with numpy's SeedSequence (no collisions between ranks)."""
+    hi, lo = np.random.SeedSequence([int(k) for k in keys]).generate_state(2, dtype=np.uint32)
+    return (int(hi) << 31) ^ int(lo)
+
+
+def seed_step_stream(seed: int, epoch: int, batch_idx: int, rank: int) -> None:
+    """Reseed torch's global generator (latents, dropout, reparameterisation noise) for this step and rank."""
+    torch.manual_seed(stream_seed(seed, epoch, batch_idx, rank))
 
 
 def save_rng_states(checkpoint: dict[str, Any]) -> None:

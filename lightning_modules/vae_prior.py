@@ -20,7 +20,7 @@ import torch
 from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 
-from lightning_modules.rng_states import restore_rng_states, save_rng_states
+from lightning_modules.rng_states import restore_rng_states, save_rng_states, seed_step_stream
 from pose_prior.vposer import VPOSER_LOSS_WEIGHTS, VPoser, vposer_batch_loss
 
 VAL_METRIC = "val/v2v"  # metres; `val/v2v_mm` is the same in millimetres
@@ -67,6 +67,7 @@ class VAEPriorModule(pl.LightningModule):
         weight_decay: float = 1e-5,
         plateau_patience: int = 5,
         plateau_factor: float = 0.1,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["body_model"])
@@ -94,6 +95,7 @@ class VAEPriorModule(pl.LightningModule):
         return {"kl": h.kl_weight, "mesh": h.mesh_weight, "matrot": h.matrot_weight, "jtr": h.jtr_weight}
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        seed_step_stream(self.hparams.seed, self.current_epoch, batch_idx, self.global_rank)  # own noise per rank
         terms = vposer_batch_loss(
             self.vposer, batch, self.body_model, epoch=self.current_epoch,
             keep_extra_until=self.hparams.keep_extra_until, weights=self.loss_weights,

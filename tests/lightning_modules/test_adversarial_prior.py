@@ -109,8 +109,14 @@ def test_resume_continues_from_last_checkpoint_exactly(
 
 
 class _RecordParams(pl.Callback):
+    """Each rank's final weights, and its torch RNG state after its first training step."""
+
     def __init__(self, out: Path) -> None:
         self.out = out
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx == 0 and trainer.current_epoch == 0:
+            torch.save(torch.get_rng_state(), self.out / f"rng{trainer.global_rank}.pt")
 
     def on_train_end(self, trainer, pl_module) -> None:
         torch.save(_params(pl_module), self.out / f"rank{trainer.global_rank}.pt")
@@ -129,3 +135,6 @@ def test_ddp_two_processes_keep_identical_weights(tmp_path: Path, demo_amass_tre
     r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert not torch.equal(r0, start)  # training moved the weights
     torch.testing.assert_close(r0, r1, rtol=0, atol=0)
+    # each rank draws its own latents and dropout masks: the step's stream is seeded by (seed, epoch, batch, rank)
+    # (pl.seed_everything gave both ranks the same seed; without the per-rank stream these would be equal)
+    assert not torch.equal(torch.load(tmp_path / "rng0.pt"), torch.load(tmp_path / "rng1.pt"))
