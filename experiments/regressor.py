@@ -100,6 +100,7 @@ def build_regressor_module(cfg: DictConfig, prior: FrozenPrior, datamodule: EftD
     if cfg.hmr.checkpoint is not None:
         report = load_hmr_checkpoint(module.hmr, cfg.hmr.checkpoint)
         print(f"HMR checkpoint: {report}")
+        module.use_trunk_file(cfg.hmr.checkpoint, report.loaded)  # checkpoints refer to the file, not copy it
     else:
         print("no hmr.checkpoint: the ResNet-50 trunk has random weights (fine for the synthetic embedded default only)")
         if datamodule is not None and cfg.hmr.calibrate_bn_batches > 0:
@@ -177,7 +178,8 @@ def run_eval_regressor(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.output_dir) if cfg.output_dir else ckpt.resolve().parent.parent / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir / "config.yaml")
-    module = ImageRegressionModule.load_from_checkpoint(str(ckpt), map_location="cpu")
+    module = ImageRegressionModule.load_from_checkpoint(str(ckpt), map_location="cpu",
+                                                        hmr_trunk_path=cfg.hmr_trunk_path)
     module.eval()
     p2_file, image_root, reg, reg_source, benchmark = _eval_sources(cfg, module.body_model.num_vertices)
     dataset = H36MImageDataset(p2_file, image_root, max_frames=cfg.data.max_frames)

@@ -129,6 +129,7 @@ class H36MImagesConfig:
 class EvalRegressorConfig:
     task: str = "eval-regressor"
     checkpoint: Optional[str] = None  # a train-regressor checkpoint (.ckpt)
+    hmr_trunk_path: Optional[str] = None  # the HMR/EFT file the checkpoint refers to, if moved; null = recorded path
     output_dir: Optional[str] = None  # null = <run folder of the checkpoint>/eval
     data: H36MImagesConfig = field(default_factory=H36MImagesConfig)
     demo_images: DemoImagesConfig = field(default_factory=DemoImagesConfig)

@@ -14,6 +14,7 @@ in the state dict; the body model is rebuilt from its path and is not stored.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Optional
 
 import numpy as np
@@ -23,7 +24,8 @@ from torch import nn
 
 from pose_prior.body_model import load_body_model
 from pose_prior.frozen_prior import FrozenPrior
-from pose_prior.hmr import FEATURE_DIM, HMR, POSE_DIM
+from pose_prior.hmr import FEATURE_DIM, HMR, POSE_DIM, load_hmr_checkpoint
+from pose_prior.io import sha256_file
 from pose_prior.keypoints import keypoint_map_for_body_model
 from pose_prior.latent import make_latent
 from pose_prior.networks import PoseGenerator
@@ -91,7 +93,10 @@ class ImageRegressionModule(pl.LightningModule):
         loss_scale: float = 60.0,
         cache_features: bool = False,
         extra_regressor: Optional[str] = None,
+        hmr_trunk_path: Optional[str] = None,
     ) -> None:
+        """`hmr_trunk_path` (not a hyperparameter): where the frozen trunk's checkpoint file is on this
+        machine, for loading a regressor checkpoint that refers to it from another path."""
         super().__init__()
         body_model = dict(body_model or {"path": "open", "model_type": "smpl", "gender": "neutral"})
         mlp_hidden = list(mlp_hidden if mlp_hidden is not None else [1024, 1024])
@@ -122,6 +127,8 @@ class ImageRegressionModule(pl.LightningModule):
         kp_map = keypoint_map_for_body_model(bm, "spin49", extra_regressor=extra)
         self._modules_outside = {"body_model": bm, "keypoint_map": kp_map}
         self._feature_cache: dict[str, torch.Tensor] = {}
+        self._trunk_file: Optional[dict[str, Any]] = None  # set by use_trunk_file
+        self._trunk_path_override = hmr_trunk_path
         self.train(True)
 
     # --- helpers -----------------------------------------------------------------------------------
@@ -156,6 +163,44 @@ class ImageRegressionModule(pl.LightningModule):
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
+
+    # --- checkpoints without the frozen trunk ----------------------------------------------------------
+    def use_trunk_file(self, path: str, loaded_keys: list[str]) -> None:
+        """Record that `loaded_keys` of `self.hmr` came from the HMR/SPIN/EFT checkpoint at `path`.
+
+        Checkpoints then store the file's path and SHA-256 instead of those frozen tensors (~100 MB of a
+        ResNet-50 each) and reload them from the file. Trained heads (`train_heads`) are always stored."""
+        heads = tuple(f"{name}." for name in ("fc1", "fc2", "decpose", "decshape", "deccam"))
+        keys = sorted(k for k in loaded_keys if not (self.hparams.train_heads and k.startswith(heads)))
+        self._trunk_file = {"path": os.path.abspath(path), "sha256": sha256_file(path), "keys": keys}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._trunk_file is None:
+            return
+        state = checkpoint["state_dict"]
+        for k in self._trunk_file["keys"]:
+            state.pop(f"hmr.{k}", None)
+        checkpoint["hmr_trunk_file"] = dict(self._trunk_file)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        ref = checkpoint.get("hmr_trunk_file")
+        if ref is None:
+            return
+        path = self._trunk_path_override or ref["path"]
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"this regressor checkpoint keeps its frozen HMR trunk in {ref['path']} (sha256 {ref['sha256'][:12]}...), "
+                f"not found{'' if path == ref['path'] else f' at {path}'}: pass its location "
+                "(eval-regressor: hmr_trunk_path=...; Python: load_from_checkpoint(..., hmr_trunk_path=...))")
+        digest = sha256_file(path)
+        if digest != ref["sha256"]:
+            raise ValueError(f"{path}: sha256 {digest[:12]}... is not the trunk this checkpoint was trained with "
+                             f"({ref['sha256'][:12]}... from {ref['path']})")
+        trunk = HMR()
+        load_hmr_checkpoint(trunk, path)
+        own = trunk.state_dict()
+        checkpoint["state_dict"].update({f"hmr.{k}": own[k] for k in ref["keys"]})
+        self._trunk_file = {**ref, "path": os.path.abspath(path)}
 
     def _backbone_features(self, images: torch.Tensor, keys: Optional[list[str]] = None,
                            augmented: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -36,3 +37,12 @@ def atomic_save(path: str | os.PathLike, writer: Callable[[Path], Any], suffix: 
     """Call `writer(tmp_path)` and move the result to `path` atomically."""
     with atomic_path(path, suffix=suffix) as tmp:
         writer(tmp)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -30,7 +30,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from pose_prior.io import atomic_path, atomic_write_text
+from pose_prior.io import atomic_path, atomic_write_text, sha256_file
 
 MANIFEST_NAME = "manifest.json"
 ARRAY_NAME = "body_pose.npy"
@@ -216,14 +216,6 @@ def select_frames(
 
 def sha256_bytes(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_selected_rows(path: Path, fmt: str, frames: np.ndarray, expected_frames: int) -> np.ndarray:

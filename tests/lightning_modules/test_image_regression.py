@@ -165,6 +165,47 @@ def test_a_gmm_prior_is_refused_with_the_reason(tmp_path) -> None:
         load_regression_prior(str(tmp_path / "gmm.pt"))
 
 
+def test_checkpoints_refer_to_the_trunk_file_instead_of_copying_it(tmp_path, prior_file, batch) -> None:
+    """With hmr.checkpoint set, a regressor checkpoint stores the trunk file's path and SHA-256, not its
+    ~100 MB of frozen tensors; loading reads them back (from a moved file too) and refuses another file."""
+    import pytorch_lightning as pl
+
+    from pose_prior.hmr import HMR, load_hmr_checkpoint
+
+    torch.manual_seed(5)
+    trunk_file = tmp_path / "model_checkpoint.pt"
+    torch.save({"model": HMR().state_dict()}, trunk_file)  # stands in for SPIN's / EFT's file
+    module = _module(prior_file, train_heads=True)
+    module.use_trunk_file(str(trunk_file), load_hmr_checkpoint(module.hmr, trunk_file).loaded)
+    _train(module, batch, steps=1)  # the heads and the MLP move away from the file's values
+    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
+                  "pytorch-lightning_version": pl.__version__}
+    module.on_save_checkpoint(checkpoint)
+    saved = checkpoint["state_dict"]
+    assert "hmr.layer4.2.conv3.weight" not in saved and "hmr.bn1.running_var" not in saved
+    assert "hmr.fc1.weight" in saved and "mlp.0.weight" in saved  # trained: kept
+    torch.save(checkpoint, tmp_path / "last.ckpt")
+    full = sum(v.numel() for v in module.state_dict().values())
+    assert sum(v.numel() for v in saved.values()) < 0.25 * full
+
+    module.eval()
+    with torch.no_grad():
+        expected = module(batch["img"])["vertices"]
+    loaded = ImageRegressionModule.load_from_checkpoint(str(tmp_path / "last.ckpt"), map_location="cpu").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(batch["img"])["vertices"], expected, atol=0, rtol=0)
+
+    moved = tmp_path / "elsewhere.pt"
+    trunk_file.rename(moved)
+    with pytest.raises(FileNotFoundError, match="hmr_trunk_path"):
+        ImageRegressionModule.load_from_checkpoint(str(tmp_path / "last.ckpt"), map_location="cpu")
+    ImageRegressionModule.load_from_checkpoint(str(tmp_path / "last.ckpt"), map_location="cpu", hmr_trunk_path=str(moved))
+    torch.save({"model": HMR().state_dict()}, moved)  # another trunk under the same name
+    with pytest.raises(ValueError, match="not the trunk this checkpoint was trained with"):
+        ImageRegressionModule.load_from_checkpoint(str(tmp_path / "last.ckpt"), map_location="cpu",
+                                                   hmr_trunk_path=str(moved))
+
+
 def test_evaluation_of_ground_truth_meshes_is_zero(demo_root) -> None:
     """The eval plumbing (P2 crops, regressor, GT S, frame order) gives 0 mm for the true meshes."""
     from pose_prior.body_model import load_body_model
