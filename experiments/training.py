@@ -48,9 +48,8 @@ def check_resume_matches(cfg: DictConfig, run_dir: Path) -> None:
     the run folder (a changed architecture or default would fail later as a state-dict size mismatch).
     Trainer, data and logging keys may change (e.g. more epochs)."""
     recorded = run_dir / "config.yaml"
-    if not cfg.get("resume", False) or "model" not in cfg or not (run_dir / "checkpoints" / "last.ckpt").exists():
-        return
-    if not recorded.is_file():
+    if not (cfg.get("resume", False) and "model" in cfg and recorded.is_file()
+            and (run_dir / "checkpoints" / "last.ckpt").exists()):
         return
     before = (OmegaConf.to_container(OmegaConf.load(recorded), resolve=True) or {}).get("model") or {}
     now = to_container(cfg.model)

@@ -18,7 +18,7 @@ import torch
 
 
 def stream_seed(*keys: int) -> int:
-    """A 63-bit seed mixed from integer keys with numpy's SeedSequence (no collisions between ranks)."""
+    """A 63-bit seed mixed from integer keys by numpy's SeedSequence: distinct keys, independent streams."""
     hi, lo = np.random.SeedSequence([int(k) for k in keys]).generate_state(2, dtype=np.uint32)
     return (int(hi) << 31) ^ int(lo)
 
