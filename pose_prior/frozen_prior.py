@@ -311,24 +311,31 @@ def stamp_provenance(*parts: dict | None) -> dict:
     return prov
 
 
+def cpu_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of a module's state dict, for a prior file."""
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+def write_prior_file(
+    path: str | os.PathLike, kind: str, latent_name: str, latent_dim: int, body: dict[str, Any],
+    *provenance: dict | None,
+) -> None:
+    """Write a prior file of any kind atomically: the format envelope (format, version, kind, latent,
+    provenance parts merged and stamped with date and git commit) around `body`, the kind's own entries (tensors and
+    plain values only, so `torch.load(weights_only=True)` reads it)."""
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind,
+               "latent": {"name": latent_name, "dim": int(latent_dim)}, **body,
+               "provenance": stamp_provenance(*provenance)}
+    atomic_save(path, lambda tmp: torch.save(payload, tmp))
+
+
 def save_prior(
     path: str | os.PathLike, generator: PoseGenerator, latent: LatentSpace, provenance: dict | None = None
 ) -> None:
     """Write a GAN prior file atomically (tensors and plain values only); fills `date`, `git_commit`."""
-    prov = stamp_provenance(provenance)
-    payload = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "kind": "gan",
-        "latent": {"name": latent.name, "dim": latent.dim},
-        "generator": {
-            "class": type(generator).__name__,
-            "kwargs": generator.arch_kwargs(),
-            "state_dict": {k: v.detach().cpu().clone() for k, v in generator.state_dict().items()},
-        },
-        "provenance": prov,
-    }
-    atomic_save(path, lambda tmp: torch.save(payload, tmp))
+    write_prior_file(path, "gan", latent.name, latent.dim, {"generator": {
+        "class": type(generator).__name__, "kwargs": generator.arch_kwargs(),
+        "state_dict": cpu_state_dict(generator)}}, provenance)
 
 
 def _load_gan(payload: dict, path: str, device: torch.device | str | None) -> FrozenPrior:

@@ -12,15 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from pose_prior.frozen_prior import (
-    FORMAT,
-    FORMAT_VERSION,
-    FrozenPrior,
-    register_prior_loader,
-    stamp_provenance,
-)
+from pose_prior.frozen_prior import FrozenPrior, cpu_state_dict, register_prior_loader, write_prior_file
 from pose_prior.gmm import GaussianMixturePrior, fit_gmm, load_smplify_gmm
-from pose_prior.io import atomic_save
 from pose_prior.latent import LatentSpace
 from pose_prior.rotations import axis_angle_to_matrix
 
@@ -120,16 +113,8 @@ def save_gmm_prior(
     """Write a "gmm" prior file atomically (tensors and plain values; torch.load(weights_only=True))."""
     gmm = prior.gmm if isinstance(prior, GMMPrior) else prior
     base = prior.provenance if isinstance(prior, GMMPrior) else {}
-    prov = stamp_provenance(base, provenance)
-    payload = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "kind": KIND,
-        "latent": {"name": "pose", "dim": gmm.pose_dim},
-        "gmm": {"state_dict": {k: v.detach().cpu().clone() for k, v in gmm.state_dict().items()}},
-        "provenance": prov,
-    }
-    atomic_save(path, lambda tmp: torch.save(payload, tmp))
+    write_prior_file(path, KIND, "pose", gmm.pose_dim, {"gmm": {"state_dict": cpu_state_dict(gmm)}},
+                     base, provenance)
 
 
 def load_gmm_payload(payload: dict, path: str, device: torch.device | str | None) -> GMMPrior:

@@ -9,14 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pose_prior.frozen_prior import (
-    FORMAT,
-    FORMAT_VERSION,
-    FrozenPrior,
-    register_prior_loader,
-    stamp_provenance,
-)
-from pose_prior.io import atomic_save
+from pose_prior.frozen_prior import FrozenPrior, cpu_state_dict, register_prior_loader, write_prior_file
 from pose_prior.latent import NormalLatent
 from pose_prior.vposer import VPoser, load_vposer_checkpoint
 
@@ -84,23 +77,10 @@ def save_vposer_prior(path: str | os.PathLike, prior: VPoserPrior | VPoser, prov
     """Write a "vposer" prior file atomically (tensors and plain values; torch.load(weights_only=True))."""
     vposer = prior.vposer if isinstance(prior, VPoserPrior) else prior
     base = prior.provenance if isinstance(prior, VPoserPrior) else {}
-    prov = stamp_provenance(base, provenance)
-    payload = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "kind": KIND,
-        "latent": {"name": "N", "dim": vposer.latent_dim},
-        "vposer": {
-            "kwargs": {
-                "num_neurons": vposer.num_neurons,
-                "latent_dim": vposer.latent_dim,
-                "num_joints": vposer.num_joints,
-            },
-            "state_dict": {k: v.detach().cpu().clone() for k, v in vposer.state_dict().items()},
-        },
-        "provenance": prov,
-    }
-    atomic_save(path, lambda tmp: torch.save(payload, tmp))
+    kwargs = {"num_neurons": vposer.num_neurons, "latent_dim": vposer.latent_dim, "num_joints": vposer.num_joints}
+    write_prior_file(path, KIND, "N", vposer.latent_dim,
+                     {"vposer": {"kwargs": kwargs, "state_dict": cpu_state_dict(vposer)}},
+                     base, provenance)
 
 
 def load_vposer_payload(payload: dict, path: str, device: torch.device | str | None) -> VPoserPrior:
