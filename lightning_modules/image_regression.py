@@ -196,9 +196,8 @@ class ImageRegressionModule(pl.LightningModule):
         if digest != ref["sha256"]:
             raise ValueError(f"{path}: sha256 {digest[:12]}... is not the trunk this checkpoint was trained with "
                              f"({ref['sha256'][:12]}... from {ref['path']})")
-        trunk = HMR()
-        load_hmr_checkpoint(trunk, path)
-        own = trunk.state_dict()
+        load_hmr_checkpoint(self.hmr, path)  # into this module's own HMR; the stored keys then load over it
+        own = self.hmr.state_dict()
         checkpoint["state_dict"].update({f"hmr.{k}": own[k] for k in ref["keys"]})
         self._trunk_file = {**ref, "path": os.path.abspath(path)}
 
