@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from pose_prior.batched_lbfgs import batched_lbfgs
-from pose_prior.io import atomic_save
+from pose_prior.io import atomic_save, load_tensors_file
 from pose_prior.latent import LatentSpace, make_latent
 from pose_prior.metrics import mesh_distance
 from pose_prior.nearest.distance import mesh_distance_matrix
@@ -362,15 +362,8 @@ def register_prior_loader(kind: str, loader: PriorLoader) -> None:
 def load_prior(path: str | os.PathLike, device: torch.device | str | None = None) -> nn.Module:
     """Load a prior file written by `save_prior` (or a registered kind) with torch.load(weights_only=True)."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"prior file {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors come in many types
-        raise ValueError(
-            f"{path}: not a prior file (torch.load(weights_only=True) refused it: {type(err).__name__}: {err}). "
-            "A Lightning .ckpt is not a prior: export one with save_prior / the export callback."
-        ) from err
+    payload = load_tensors_file(path, "a prior file",
+                                "A Lightning .ckpt is not a prior: export one with save_prior / the export callback.")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         keys = sorted(payload)[:8] if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(f"{path}: not a prior file: expected a dict with 'format': '{FORMAT}', got {keys}")

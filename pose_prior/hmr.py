@@ -16,6 +16,7 @@ import torch
 import torchvision
 from torch import nn
 
+from pose_prior.io import load_tensors_file
 from pose_prior.rotations import sixd_to_matrix
 
 NUM_SMPL_JOINTS = 24
@@ -180,12 +181,7 @@ def load_hmr_checkpoint(model: HMR, path: str | os.PathLike, strict: bool = Fals
     (and raise with `strict`); a key present on both sides with another shape always raises.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file (a SPIN model_checkpoint.pt or an EFT model-zoo .pt)")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors come in many types
-        raise ValueError(f"{path}: torch.load(weights_only=True) refused it ({type(err).__name__}: {err})") from err
+    payload = load_tensors_file(path, "a SPIN model_checkpoint.pt or an EFT model-zoo .pt")
     state = _state_dict_of(payload, path)
     report = CheckpointReport(path)
     own = model.state_dict()

@@ -46,3 +46,17 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def load_tensors_file(path: str | os.PathLike, what: str, hint: str = "") -> Any:
+    """`torch.load(path, weights_only=True)` on the CPU, with errors that name the file and what it should be."""
+    import torch
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file ({what})")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling errors come in many types
+        raise ValueError(f"{path}: not {what}: torch.load(weights_only=True) refused it "
+                         f"({type(err).__name__}: {err}).{' ' + hint if hint else ''}") from err
