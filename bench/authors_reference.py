@@ -1,6 +1,6 @@
 """Baseline for bench/train_throughput.py ONLY: the networks and loop written the way the paper's authors did.
 
-Same architecture and losses as pose_prior.networks, in the authors' style: 1x1 Conv2d shared features on
+Same architecture and losses as pose_prior.priors.gan.networks, in the authors' style: 1x1 Conv2d shared features on
 (N, 9, 1, J), a Python loop over J separate nn.Linear per-joint heads, separate discriminator passes
 for real and fake, fakes generated per step with autograd recording (then detached), and the generator
 step computing (unused) discriminator weight gradients. Not part of the package; never imported by it.
@@ -85,8 +85,35 @@ class AuthorsDiscriminator(nn.Module):
         return {"poseeach": self.disc_poseeach(comm), "poseall": self.disc_poseall(comm)}
 
 
+def _authors_lsgan(out: dict[str, torch.Tensor], label: float, joint_weight: float, pose_weight: float) -> torch.Tensor:
+    """Their loss scale: each column's squared error x weight / columns of its term, mean over batch and columns."""
+    each, whole = out["poseeach"], out["poseall"]  # (N, J), (N, 1)
+    cols = torch.cat([(each - label) ** 2 * (joint_weight / each.shape[1]), (whole - label) ** 2 * pose_weight], 1)
+    return cols.mean()
+
+
+def authors_procedure_step(G, D, g_opt, d_opt, real, latent, d_steps=10, joint_weight=21.0, pose_weight=1.0):
+    """The authors' iteration as their code runs it: ONE real batch (B, J, 9); one generator step (fakes with
+    autograd, discriminator weight gradients computed too), then `d_steps` discriminator steps on the same
+    real batch and the same (detached) fakes, real and fake in separate passes, per-joint heads in a loop."""
+    fake = G(latent.sample(real.shape[0]))
+    g_loss = _authors_lsgan(D(fake), 1.0, joint_weight, pose_weight)
+    g_opt.zero_grad()
+    g_loss.backward()
+    g_opt.step()
+    fake = fake.detach()
+    for _ in range(d_steps):
+        loss = (_authors_lsgan(D(fake), 0.0, joint_weight, pose_weight)
+                + _authors_lsgan(D(real), 1.0, joint_weight, pose_weight))
+        d_opt.zero_grad()
+        loss.backward()
+        d_opt.step()
+    return loss.detach(), g_loss.detach()
+
+
 def authors_train_step(G, D, g_opt, d_opt, real_chunks, latent, joint_weight=21.0, pose_weight=1.0):
-    """k discriminator steps (one per real chunk (B, J, 9)) then one generator step, unfused."""
+    """The "fresh" variant in the authors' style: k discriminator steps (one per real chunk (B, J, 9), fresh
+    fakes each) then one generator step, unfused."""
     for real in real_chunks:
         fake = G(latent.sample(real.shape[0])).detach()
         d_real, d_fake = D(real), D(fake)

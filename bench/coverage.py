@@ -18,9 +18,9 @@ import time
 
 import torch
 
-from pose_prior.nearest import StreamingNearestMesh, brute_force_nearest
-from pose_prior.nearest.exact import NO_INDEX, merge_nearest_
-from pose_prior.nearest.synthetic_bodies import load_pose_to_vertices, posed_bodies
+from pose_prior.evaluation.nearest import StreamingNearestMesh, brute_force_nearest
+from pose_prior.evaluation.nearest.exact import NO_INDEX, merge_nearest_
+from pose_prior.evaluation.nearest.synthetic_bodies import load_pose_to_vertices, posed_bodies
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

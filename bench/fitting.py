@@ -14,14 +14,14 @@ import time
 import torch
 
 from pose_prior.body_model import load_body_model
-from pose_prior.camera import perspective_project
-from pose_prior.fitting import FitSettings, KeypointBody, fit_keypoints
-from pose_prior.frozen_prior import FrozenPrior
-from pose_prior.h36m_regressor import h36m_regressor_for
-from pose_prior.keypoints import keypoint_map_for_body_model
-from pose_prior.latent import make_latent
-from pose_prior.metrics3d import p_mpjpe, regress_h36m_joints
-from pose_prior.networks import PoseGenerator
+from pose_prior.body_model.h36m_regressor import h36m_regressor_for
+from pose_prior.body_model.keypoints import keypoint_map_for_body_model
+from pose_prior.evaluation.metrics3d import p_mpjpe, regress_h36m_joints
+from pose_prior.fitting.camera import perspective_project
+from pose_prior.fitting.keypoint_fit import FitSettings, KeypointBody, fit_keypoints
+from pose_prior.priors import GANPrior
+from pose_prior.priors.gan.networks import PoseGenerator
+from pose_prior.priors.latent import make_latent
 from pose_prior.rotations import axis_angle_to_matrix, body_pose_to_matrices
 
 
@@ -60,7 +60,7 @@ def main() -> None:
     with torch.no_grad():
         gen.bodyprior_dec_out.weight.mul_(3.0)
         gen.bodyprior_dec_out.bias.copy_(torch.tensor([1.0, 0, 0, 1, 0, 0]).repeat(21))
-    prior = FrozenPrior(gen, make_latent("S", 32)).double()
+    prior = GANPrior(gen, make_latent("S", 32)).double()
     reg = torch.as_tensor(h36m_regressor_for("open-light", None, body_model.num_vertices))
     kp, pose, orient = problem(args.frames, body_model, prior)
     settings = FitSettings(body_iters=args.iters, camera_iters=10)
@@ -77,7 +77,7 @@ def main() -> None:
         solo.append(fit_keypoints(prior, body_model, kp[i:i + 1], "spin24", (112.0, 112.0), settings, keypoint_body=kb))
     t_solo = (time.perf_counter() - t0) / n_solo * args.frames  # extrapolated to all frames
     e_batch = errors(body_model, reg, batched, pose, orient)
-    from pose_prior.fitting import FitResult
+    from pose_prior.fitting.keypoint_fit import FitResult
 
     solo_res = FitResult(body_pose=torch.cat([r.body_pose for r in solo]), latent=None,
                          global_orient=torch.cat([r.global_orient for r in solo]), transl=torch.cat([r.transl for r in solo]))

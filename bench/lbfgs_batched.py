@@ -14,7 +14,7 @@ import numpy as np
 import scipy.optimize
 import torch
 
-from pose_prior.batched_lbfgs import batched_lbfgs
+from pose_prior.fitting.lbfgs import batched_lbfgs
 
 
 def rosenbrock(x: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""GAN training throughput: pose_prior.adversarial.train_step vs the authors-style loop, in one run.
+"""GAN training throughput: pose_prior.priors.gan.training.train_step vs the authors-style loop, in one run.
 
 One iteration = 10 discriminator steps + 1 generator step, batch 1024, Adam lr 2e-4 betas (0.5, 0.999),
 real batch = random rotations (data loading excluded from both). Both sides use the same networks: the
@@ -22,9 +22,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.authors_reference import AuthorsDiscriminator, AuthorsGenerator, authors_train_step  # noqa: E402
-from pose_prior.adversarial import make_optimizers, train_step  # noqa: E402
-from pose_prior.latent import make_latent  # noqa: E402
-from pose_prior.networks import PoseDiscriminator, PoseGenerator  # noqa: E402
+from pose_prior.priors.gan.networks import PoseDiscriminator, PoseGenerator  # noqa: E402
+from pose_prior.priors.gan.training import make_optimizers, train_step  # noqa: E402
+from pose_prior.priors.latent import make_latent  # noqa: E402
 
 
 def discriminator_macs(D: PoseDiscriminator) -> int:

@@ -1,11 +1,12 @@
 """Recall / precision (paper Sec. 4.1) every N training epochs, at test time, or on demand; DDP-aware.
 
-Every rank runs `pose_prior.coverage.evaluate_coverage` with its rank and the world size: each generates
+Every rank runs `pose_prior.evaluation.coverage.evaluate_coverage` with its rank and the world size: each generates
 its own seeded share of the bodies (disjoint global indices) and the per-reference (min, argmin) are
 min-reduced across ranks (torch.distributed MIN on distances, then MIN on the winners' indices), so the
 numbers equal the single-process ones. FAISS indexes are built inside the search, per rank and per chunk
-(never pickled). Rank zero logs the scalars (self.log -> CSV / W&B), writes coverage.json and
-coverage_nearest.npz, and plots the CDFs (Fig. 2) and a t-SNE of generated vs real poses (Fig. 3).
+(never pickled). The callback keeps the result and its summary record (`last_result`, `last_record`) for
+the caller; rank zero logs the scalars (self.log -> CSV / W&B), writes coverage.json and
+coverage_nearest.npz for the user, and plots the CDFs (Fig. 2) and a t-SNE of generated vs real poses (Fig. 3).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from callbacks.evaluation_common import (
     resolve_sources,
     write_json,
 )
-from pose_prior.coverage import CoverageResult, evaluate_coverage
-from pose_prior.plots import close, plot_distance_cdfs, plot_tsne, tsne_embedding
+from pose_prior.evaluation.coverage import CoverageResult, evaluate_coverage
+from pose_prior.io import atomic_savez
+from pose_prior.visual.plots import close, plot_distance_cdfs, plot_tsne, tsne_embedding
 
 
 def coverage_scalars(result: CoverageResult, prefix: str = "coverage") -> dict[str, float]:
@@ -41,21 +43,30 @@ def coverage_scalars(result: CoverageResult, prefix: str = "coverage") -> dict[s
     return out
 
 
+def coverage_record(result: CoverageResult, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The coverage.json content: metadata, per split recall / precision statistics (mm), sizes, seconds."""
+    return {**dict(metadata or {}), **result.summary(), "sizes": result.sizes, "seconds": result.seconds}
+
+
+def nearest_arrays(result: CoverageResult) -> dict[str, np.ndarray]:
+    """The coverage_nearest.npz content: per-body distances (mm) and nearest neighbours of every split."""
+    arrays = {}
+    for split in result.recall:
+        arrays[f"{split}_recall_mm"] = result.recall[split].distance_mm.numpy()
+        arrays[f"{split}_recall_index"] = result.recall[split].index.numpy()
+        arrays[f"{split}_reference_rows"] = np.asarray(result.reference_rows[split])
+        arrays[f"{split}_precision_mm"] = result.precision[split].distance_mm.numpy()
+        arrays[f"{split}_precision_row"] = result.precision[split].index.numpy()
+    return arrays
+
+
 def write_coverage_outputs(result: CoverageResult, out_dir: Path, metadata: Mapping[str, Any] | None = None,
                            tsne_points: int = 1500, tsne_perplexity: float = 30.0, seed: int = 0,
                            title: str = "") -> list[Path]:
     """coverage.json, coverage_nearest.npz, coverage_cdf.png and (tsne_points > 0) coverage_tsne.png in out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    record = {**dict(metadata or {}), **result.summary(), "sizes": result.sizes, "seconds": result.seconds}
-    write_json(out_dir / "coverage.json", record)
-    arrays = {}
-    for split in result.recall:
-        arrays[f"{split}_recall_mm"] = result.recall[split].distance_mm.numpy()
-        arrays[f"{split}_recall_index"] = result.recall[split].index.numpy()
-        arrays[f"{split}_reference_rows"] = result.reference_rows[split]
-        arrays[f"{split}_precision_mm"] = result.precision[split].distance_mm.numpy()
-        arrays[f"{split}_precision_row"] = result.precision[split].index.numpy()
-    np.savez(out_dir / "coverage_nearest.npz", **arrays)
+    write_json(out_dir / "coverage.json", coverage_record(result, metadata))
+    atomic_savez(out_dir / "coverage_nearest.npz", **nearest_arrays(result))
     pictures = [out_dir / "coverage_cdf.png"]
     fig = plot_distance_cdfs({
         f"recall {title}".strip(): {s: r.distance_mm for s, r in result.recall.items()},
@@ -76,8 +87,11 @@ class CoverageCallback(PeriodicEvaluationCallback):
 
     reference_poses: {split: (N, 63) poses} or a picklable getter `trainer -> {split: poses}` (e.g.
     `DataModuleSplits()`); "train" and optionally "test". Results go to `out_dir/epochXXXX/` during
-    training, to `out_dir` itself at test time.
+    training, to `out_dir` itself at test time. After an evaluation `last_result` holds the result and
+    `last_record` the coverage.json record (the same on every rank: distances are min-reduced).
     """
+
+    result_attributes = ("last_result", "last_record")
 
     def __init__(self, body_model: torch.nn.Module, reference_poses: PoseSources | Callable[[pl.Trainer], PoseSources],
                  every_n_epochs: int = 50, num_generated: int = 6_000_000, num_references: int = 10_000,
@@ -100,6 +114,20 @@ class CoverageCallback(PeriodicEvaluationCallback):
         self.nearest_kwargs = dict(nearest_kwargs or {})
         self.prefix = prefix
         self.last_result: CoverageResult | None = None
+        self.last_record: dict[str, Any] | None = None
+
+    @classmethod
+    def from_config(cls, section: Any, body_model: torch.nn.Module,
+                    reference_poses: PoseSources | Callable[[pl.Trainer], PoseSources], *,
+                    out_dir: str | Path | None = None, run_on_test: bool = False,
+                    metadata: Mapping[str, Any] | None = None) -> CoverageCallback:
+        """Built from a `coverage` config section (experiments.schemas.evaluation.CoverageSizesConfig)."""
+        c = section
+        return cls(body_model, reference_poses, every_n_epochs=c.every_n_epochs, num_generated=c.num_generated,
+                   num_references=c.num_references, num_precision=c.num_precision, chunk_size=c.chunk_size,
+                   seed=c.seed, precision_database=c.precision_database, tsne_points=c.tsne_points,
+                   tsne_perplexity=c.tsne_perplexity, out_dir=out_dir, run_on_test=run_on_test, metadata=metadata,
+                   nearest_kwargs={"levels": tuple(c.nearest_levels)} if c.nearest_levels else None)
 
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, out_dir: Path | None = None,
                  log: bool = True) -> CoverageResult:
@@ -113,12 +141,12 @@ class CoverageCallback(PeriodicEvaluationCallback):
             device=pl_module.device, rank=trainer.global_rank, world=trainer.world_size,
             nearest_kwargs=self.nearest_kwargs, **self.sizes,
         )
-        self.last_result = result
+        meta = {**self.metadata, "epoch": int(trainer.current_epoch), "global_step": int(trainer.global_step)}
+        self.last_result, self.last_record = result, coverage_record(result, meta)
         scalars = coverage_scalars(result, self.prefix)
         if log:
             log_scalars(pl_module, scalars)
         if trainer.is_global_zero and out_dir is not None:
-            meta = {**self.metadata, "epoch": int(trainer.current_epoch), "global_step": int(trainer.global_step)}
             pictures = write_coverage_outputs(result, out_dir, meta, self.tsne_points, self.tsne_perplexity,
                                               self.seed, title=str(self.metadata.get("name", "")))
             log_images(trainer, f"{self.prefix}/plots", pictures)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -15,25 +14,17 @@ import torch
 from pytorch_lightning.loggers import WandbLogger
 
 from pose_prior.io import atomic_write_text
+from pose_prior.priors.base import Prior
 
 PoseSources = Mapping[str, Any]  # split -> (N, 63) poses: numpy array / memmap, tensor, PoseArrayDataset
 
 
-def prior_of(pl_module: pl.LightningModule) -> torch.nn.Module:
-    """The prior a module holds, frozen: `.prior` as is, a training GAN's generator + latent as a frozen copy,
-    or a training VAE's `.vposer` as a frozen copy (training continues on the originals)."""
-    from pose_prior.frozen_prior import FrozenPrior
-
-    prior = getattr(pl_module, "prior", None)
-    if isinstance(prior, torch.nn.Module) and hasattr(prior, "sample"):
-        return prior
-    if hasattr(pl_module, "generator") and hasattr(pl_module, "latent"):
-        return FrozenPrior(copy.deepcopy(pl_module.generator), pl_module.latent).to(pl_module.device)
-    if hasattr(pl_module, "vposer"):
-        from pose_prior.priors import VPoserPrior
-
-        return VPoserPrior(copy.deepcopy(pl_module.vposer)).to(pl_module.device)
-    raise TypeError(f"{type(pl_module).__name__} holds no prior: expected `.prior`, `.generator` + `.latent` or `.vposer`")
+def prior_of(pl_module: pl.LightningModule) -> Prior:
+    """The frozen prior a module offers through `frozen_prior()` (training modules give a frozen copy)."""
+    frozen_prior = getattr(pl_module, "frozen_prior", None)
+    if frozen_prior is None:
+        raise TypeError(f"{type(pl_module).__name__} offers no prior: it needs a `frozen_prior()` method")
+    return frozen_prior()
 
 
 class DataModuleSplits:
@@ -101,6 +92,15 @@ class PeriodicEvaluationCallback(pl.Callback):
     every_n_epochs: int = 0
     out_dir: Path | None = None
     run_on_test: bool = False
+    result_attributes: tuple[str, ...] = ()  # what `evaluate` keeps on the callback for the caller
+
+    def results_state(self) -> dict[str, Any]:
+        """The in-memory results (e.g. for a process that did not run the evaluation)."""
+        return {name: getattr(self, name, None) for name in self.result_attributes}
+
+    def load_results_state(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
 
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, out_dir: Path | None = None) -> Any:
         raise NotImplementedError

@@ -8,7 +8,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
-from pose_prior.frozen_prior import save_prior
+from pose_prior.priors.gan.prior import save_prior
 
 
 class PriorExportCallback(pl.Callback):

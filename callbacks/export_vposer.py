@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_only
 
-from pose_prior.priors import save_vposer_prior
+from pose_prior.priors import VPoserPrior
 
 
 class VPoserExportCallback(pl.Callback):
@@ -43,7 +44,7 @@ class VPoserExportCallback(pl.Callback):
         provenance = {**self.provenance, "epoch": int(trainer.current_epoch)}  # date, commit: stamp_provenance
         if score is not None:
             provenance[self.monitor] = float(score)
-        save_vposer_prior(self.path, module.vposer, provenance)
+        VPoserPrior(copy.deepcopy(module.vposer)).save(self.path, provenance)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:

@@ -13,7 +13,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from pose_prior.hmr import denormalize_image
 from pose_prior.io import atomic_path
-from pose_prior.raster import draw_mesh, image_grid
+from pose_prior.visual.raster import draw_mesh, image_grid
 
 
 def prediction_overlays(images: torch.Tensor, vertices: torch.Tensor, cam: torch.Tensor, faces: np.ndarray,

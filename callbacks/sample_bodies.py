@@ -9,7 +9,7 @@ import torch
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from pose_prior.render import render_bodies
+from pose_prior.visual.render import render_bodies
 
 
 class SampledBodiesCallback(pl.Callback):

@@ -1,6 +1,6 @@
 """EFT pseudo-ground-truth (COCO and the others) over an image folder: reader, crops, augmentation, DataModule.
 
-EFT's JSON (PROTOCOLS.md 7): `{"ver": 0.1, "data": [...], "meta": {...}}`; per element `parm_pose`
+EFT's JSON (docs/formats.md#eft-pseudo-ground-truth-json): `{"ver": 0.1, "data": [...], "meta": {...}}`; per element `parm_pose`
 (24 x 3 x 3 rotation matrices, joint 0 = global orientation), `parm_shape` (10), `parm_cam` (weak
 perspective [s, tx, ty] of the bbox crop), `bbox_center` (x, y) px, `bbox_scale` (crop side = 200*scale
 px), `gt_keypoint_2d` (49 x 3, SPIN-49 order, original-image pixels + confidence), `imageName`.
@@ -27,9 +27,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from pose_prior.body_model.keypoints import J24_FLIP_PERM, J49_FLIP_PERM, SPIN24_TO_OP18, KeypointMap
 from pose_prior.hmr import IMG_RES, denormalize_image, normalize_image  # noqa: F401 (re-exported)
 from pose_prior.io import atomic_write_text
-from pose_prior.keypoints import J24_FLIP_PERM, J49_FLIP_PERM, SPIN24_TO_OP18, KeypointMap
 
 # SMPL-24 joint flip permutation (SPIN:constants.py SMPL_JOINTS_FLIP_PERM)
 SMPL24_FLIP_PERM = (0, 2, 1, 3, 5, 4, 6, 8, 7, 9, 11, 10, 12, 14, 13, 15, 17, 16, 19, 18, 21, 20, 23, 22)

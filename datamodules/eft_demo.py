@@ -27,9 +27,9 @@ from scipy.spatial.transform import Rotation
 from datamodules.amass.demo import MOTIONS, synthesize_motion
 from datamodules.eft_coco import EftData, crop_to_image, eft_keypoints_px, weak_project, write_eft_json
 from pose_prior.body_model import load_body_model
-from pose_prior.io import atomic_path, atomic_save, atomic_write_text
-from pose_prior.keypoints import H36M17_TO_SPIN24, keypoint_map_for_body_model
-from pose_prior.raster import draw_mesh, part_face_colors
+from pose_prior.body_model.keypoints import H36M17_TO_SPIN24, keypoint_map_for_body_model
+from pose_prior.io import atomic_path, atomic_save, atomic_savez, atomic_write_text
+from pose_prior.visual.raster import draw_mesh, part_face_colors
 
 MANIFEST = "demo_manifest.json"
 FLIP_X = np.diag([1.0, -1.0, -1.0])  # SMPL (y up, facing +z) -> camera (y down, facing the camera)
@@ -128,13 +128,9 @@ def _write_p2(root: Path, bm, vertices: torch.Tensor, names: list[str], center, 
     S = np.zeros((n, 24, 4))
     S[:, list(H36M17_TO_SPIN24), :3] = j17
     S[:, list(H36M17_TO_SPIN24), 3] = 1.0
-
-    def writer(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, imgname=np.array([f"images/{nm}" for nm in names]), center=np.asarray(center, np.float64),
-                     scale=np.asarray(scale, np.float64), S=S, part=keypoints[:, 25:])
-
-    atomic_save(root / "h36m_p2_synthetic.npz", writer)
+    atomic_savez(root / "h36m_p2_synthetic.npz", imgname=np.array([f"images/{nm}" for nm in names]),
+                 center=np.asarray(center, np.float64), scale=np.asarray(scale, np.float64), S=S,
+                 part=keypoints[:, 25:])
 
     def write_reg(tmp: Path) -> None:
         with open(tmp, "wb") as fh:

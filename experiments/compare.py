@@ -12,28 +12,23 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.config import EXPERIMENTS_DIR, load_config, to_container
-from experiments.eval_coverage import run_eval_coverage
-from experiments.eval_interp import run_eval_interp
-from experiments.evaluation import (
-    COVERAGE_COLUMNS,
-    INTERP_COLUMNS,
-    coverage_row,
-    interp_row,
-    print_table,
-    table_markdown,
-)
-from experiments.schema import TASK_SCHEMAS
+from callbacks.coverage import CoverageCallback
+from callbacks.interpolation import InterpolationCallback
+from experiments.config import CONFIGS_DIR, load_config, to_container
+from experiments.eval_coverage import evaluate_prior_coverage
+from experiments.eval_interp import evaluate_prior_interpolation
+from experiments.evaluation import COVERAGE_COLUMNS, INTERP_COLUMNS, coverage_row, interp_row
+from experiments.tables import print_table, table_markdown
+from experiments.tasks import TASKS
 from experiments.training import build_loggers, finish_loggers, prepare_run_dir
 from pose_prior.io import atomic_write_text
-from pose_prior.plots import close, plot_distance_cdfs, plot_interpolation_curves
+from pose_prior.visual.plots import close, plot_distance_cdfs, plot_interpolation_curves
 
 KIND_CONFIGS = {"gan_s": "gan_s.yaml", "gan_u": "gan_u.yaml", "gan_n": "gan_n.yaml", "vposer": "vposer.yaml",
                 "gmm": "gmm.yaml"}
@@ -61,8 +56,8 @@ def train_small_priors(cfg: DictConfig) -> tuple[list[str], list[str]]:
         run_dir = Path(cfg.train.run_dir) / kind
         prior = run_dir / "prior.pt"
         if not (cfg.train.reuse and prior.is_file()):
-            yaml = EXPERIMENTS_DIR / KIND_CONFIGS[kind]
-            schema = TASK_SCHEMAS[load_config(yaml).task]
+            yaml = CONFIGS_DIR / KIND_CONFIGS[kind]
+            schema = TASKS[load_config(yaml).task].schema
             shared = {"data.amass_dir": cfg.data.amass_dir, "data.prepared_dir": cfg.data.prepared_dir,
                       "data.demo_dir": cfg.data.demo_dir, "body_model.path": cfg.body_model.path,
                       "body_model.model_type": cfg.body_model.model_type,
@@ -81,7 +76,7 @@ def train_small_priors(cfg: DictConfig) -> tuple[list[str], list[str]]:
 def _sub_config(cfg: DictConfig, task: str, prior: str, out_dir: Path) -> DictConfig:
     """An eval-coverage / eval-interp config sharing compare's data, body model, sizes and trainer."""
     section = "coverage" if task == "eval-coverage" else "interpolation"
-    node = OmegaConf.merge(OmegaConf.structured(TASK_SCHEMAS[task]), {
+    node = OmegaConf.merge(OmegaConf.structured(TASKS[task].schema), {
         "prior": prior, "output_dir": str(out_dir), "data": cfg.data, "demo": cfg.demo,
         "body_model": cfg.body_model, section: cfg[section], "trainer": cfg.trainer,
         "logger": {**to_container(cfg.logger), "wandb_mode": "disabled"},
@@ -105,13 +100,17 @@ def run_compare(cfg: DictConfig) -> Path:
         paths, names = [str(p) for p in cfg.priors], _names(cfg, [str(p) for p in cfg.priors])
     else:
         paths, names = train_small_priors(cfg)
-    coverage, interp, rows = {}, {}, []
+    coverage: dict[str, CoverageCallback] = {}
+    interp: dict[str, InterpolationCallback] = {}
     for name, path in zip(names, paths):
-        cov_dir = run_eval_coverage(_sub_config(cfg, "eval-coverage", path, out / name / "coverage"))
-        int_dir = run_eval_interp(_sub_config(cfg, "eval-interp", path, out / name / "interpolation"))
-        coverage[name] = json.loads((cov_dir / "coverage.json").read_text())
-        interp[name] = json.loads((int_dir / "interpolation.json").read_text())
-        rows.append([name, *coverage_row(coverage[name]), *interp_row(interp[name])])
+        _, cov = evaluate_prior_coverage(_sub_config(cfg, "eval-coverage", path, out / name / "coverage"))
+        _, itp = evaluate_prior_interpolation(_sub_config(cfg, "eval-interp", path, out / name / "interpolation"))
+        if cov is not None and itp is not None:  # rank zero holds the results
+            coverage[name], interp[name] = cov, itp
+    if not coverage:
+        return out
+    rows = [[name, *coverage_row(coverage[name].last_record), *interp_row(interp[name].last_record)]
+            for name in coverage]
     columns = ["prior", *COVERAGE_COLUMNS, *INTERP_COLUMNS]
     write_comparison(out, columns, rows, coverage, interp, paths)
     print_table("Prior comparison (Eq. 5 distances in mm; Eq. 6 ratio)", columns, rows)
@@ -120,8 +119,9 @@ def run_compare(cfg: DictConfig) -> Path:
     return out
 
 
-def comparison_numbers(coverage: dict[str, Any], interp: dict[str, Any], paths: list[str]) -> list[dict[str, Any]]:
-    """One flat record per prior (full precision) for the CSV."""
+def comparison_numbers(coverage: dict[str, dict[str, Any]], interp: dict[str, dict[str, Any]],
+                       paths: list[str]) -> list[dict[str, Any]]:
+    """One flat record per prior (full precision) for the CSV, from the coverage and interpolation records."""
     records = []
     for (name, cov), path in zip(coverage.items(), paths):
         rec: dict[str, Any] = {"prior": name, "path": path, "kind": cov.get("prior", {}).get("kind")}
@@ -135,21 +135,22 @@ def comparison_numbers(coverage: dict[str, Any], interp: dict[str, Any], paths: 
     return records
 
 
-def write_comparison(out: Path, columns: list[str], rows: list[list[str]], coverage: dict, interp: dict,
-                     paths: list[str]) -> None:
+def write_comparison(out: Path, columns: list[str], rows: list[list[str]], coverage: dict[str, CoverageCallback],
+                     interp: dict[str, InterpolationCallback], paths: list[str]) -> None:
+    """comparison.md, comparison.csv and the two figures, from the evaluations' in-memory results."""
     atomic_write_text(out / "comparison.md", table_markdown(columns, rows))
-    records = comparison_numbers(coverage, interp, paths)
+    records = comparison_numbers({n: c.last_record for n, c in coverage.items()},
+                                 {n: i.last_record for n, i in interp.items()}, paths)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(records[0]))
     writer.writeheader()
     writer.writerows(records)
     atomic_write_text(out / "comparison.csv", buf.getvalue())
     curves, panels = {}, {"recall (train)": {}, "precision (train)": {}}
-    for name in coverage:
-        nearest = np.load(out / name / "coverage" / "coverage_nearest.npz")
-        panels["recall (train)"][name] = nearest["train_recall_mm"]
-        panels["precision (train)"][name] = nearest["train_precision_mm"]
-        curves[name] = np.asarray(interp[name]["mean_curve"])
+    for name, cov in coverage.items():
+        panels["recall (train)"][name] = cov.last_result.recall["train"].distance_mm.numpy()
+        panels["precision (train)"][name] = cov.last_result.precision["train"].distance_mm.numpy()
+        curves[name] = np.asarray(interp[name].last_stats.mean_curve())
     close(plot_distance_cdfs(panels, out / "comparison_cdf.png"))
     close(plot_interpolation_curves(curves, out / "comparison_interpolation.png"))
 

@@ -2,7 +2,7 @@
 
 A YAML may name bases with `extends: [base.yaml, ...]` (paths relative to the file); later entries
 and the file itself override earlier ones. The result is merged onto the task's dataclass schema
-(`experiments.schema.TASK_SCHEMAS[task]`), so unknown keys and wrong types fail loudly.
+(`experiments.tasks.TASKS[task].schema`), so unknown keys and wrong types fail loudly.
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ from typing import Any, Iterable, Sequence
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from experiments.schema import TASK_SCHEMAS
+from experiments.tasks import TASKS
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parent
+# The experiment YAMLs (+ sweeps/), apart from the Python code.
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
+# Older name of CONFIGS_DIR, for callers outside experiments/ (e.g. `EXPERIMENTS_DIR / "vposer.yaml"`).
+EXPERIMENTS_DIR = CONFIGS_DIR
 
 
 # A config with any of these set runs on real data: its `embedded_default:` block is not applied.
@@ -106,9 +109,9 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), task: str | Non
     if embedded is not None and all(v is None for v in real_data):
         raw = OmegaConf.merge(raw, embedded)
     name = task or over.get("task") or raw.get("task")
-    if name not in TASK_SCHEMAS:
-        raise ConfigError(f"{path}: unknown task '{name}'; valid tasks: {', '.join(sorted(TASK_SCHEMAS))}")
-    schema = TASK_SCHEMAS[name]
+    if name not in TASKS:
+        raise ConfigError(f"{path}: unknown task '{name}'; valid tasks: {', '.join(sorted(TASKS))}")
+    schema = TASKS[name].schema
     cfg = OmegaConf.structured(schema)
     try:
         cfg = OmegaConf.merge(cfg, raw)

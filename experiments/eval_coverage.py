@@ -8,7 +8,6 @@ each process generates its own share of the bodies and the nearest neighbours ar
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -20,43 +19,37 @@ from experiments.evaluation import (
     body_model_of,
     coverage_row,
     load_splits,
-    print_table,
     prior_description,
     require_prior,
     run_test_loop,
 )
+from experiments.tables import print_table
 from experiments.training import prepare_run_dir
-from pose_prior.frozen_prior import load_prior
+from pose_prior.priors import load_prior
 
 
-def nearest_kwargs(c: DictConfig) -> dict:
-    """Settings of the exact nearest-neighbour search (pose_prior.nearest) from the coverage config."""
-    return {"levels": tuple(c.nearest_levels)} if c.nearest_levels else {}
-
-
-def coverage_callback(cfg: DictConfig, body_model, sources: dict, out_dir: Path, metadata: dict) -> CoverageCallback:
-    c = cfg.coverage
-    return CoverageCallback(body_model, sources, every_n_epochs=0, num_generated=c.num_generated,
-                            num_references=c.num_references, num_precision=c.num_precision,
-                            chunk_size=c.chunk_size, seed=c.seed, precision_database=c.precision_database,
-                            tsne_points=c.tsne_points, tsne_perplexity=c.tsne_perplexity, out_dir=out_dir,
-                            run_on_test=True, metadata=metadata, nearest_kwargs=nearest_kwargs(c))
-
-
-def run_eval_coverage(cfg: DictConfig) -> Path:
+def evaluate_prior_coverage(cfg: DictConfig) -> tuple[Path, CoverageCallback | None]:
+    """Run the coverage evaluation of `cfg.prior`; returns the run folder and, on rank zero, the callback
+    holding the result in memory (`last_result`, `last_record`); None on the other ranks."""
     path = require_prior(cfg, "eval-coverage")
     run_dir = prepare_run_dir(cfg)
     prior = load_prior(path)
-    body_model = body_model_of(cfg)
     sources = load_splits(cfg)
     if "train" not in sources:
         raise ValueError(f"{cfg.data.prepared_dir}: the train split is needed for coverage")
     metadata = {"prior": prior_description(path, prior), "body_model": to_container(cfg.body_model),
                 "name": Path(path).parent.name}
-    trainer = run_test_loop(cfg, run_dir, prior, [coverage_callback(cfg, body_model, sources, run_dir, metadata)])
-    if trainer.is_global_zero:
-        summary = json.loads((run_dir / "coverage.json").read_text())
-        print_table(f"Coverage of {path} (mm, Eq. 5)", ["prior", *COVERAGE_COLUMNS],
-                    [[metadata["name"], *coverage_row(summary)]])
+    callback = CoverageCallback.from_config(cfg.coverage, body_model_of(cfg), sources, out_dir=run_dir,
+                                            run_on_test=True, metadata=metadata)
+    trainer = run_test_loop(cfg, run_dir, prior, [callback])
+    return run_dir, callback if trainer.is_global_zero else None
+
+
+def run_eval_coverage(cfg: DictConfig) -> Path:
+    run_dir, callback = evaluate_prior_coverage(cfg)
+    if callback is not None:
+        record = callback.last_record
+        print_table(f"Coverage of {cfg.prior} (mm, Eq. 5)", ["prior", *COVERAGE_COLUMNS],
+                    [[record["name"], *coverage_row(record)]])
         print(f"coverage.json, CDF and t-SNE plots in {run_dir}")
     return run_dir

@@ -1,9 +1,10 @@
 """Runner of `make eval-h36m`: fit 2D keypoints of H3.6M Protocol 2 with each prior (and none), Table 3.
 
 For each prior (a prior.pt of any kind, or "none" = raw pose, no prior term), KeypointFittingModule fits
-every frame under a Lightning Trainer (DDP across devices, each rank its shard); per-frame results go
-to `<output_dir>/<prior name>/fits.npz` (body_pose, latent, camera, MPJPE, P-MPJPE per frame) and the
-summary to `<output_dir>/h36m.json`, a rich table, the CSV logger and W&B (offline unless logged in).
+every frame under a Lightning Trainer (DDP across devices, each rank its shard, merged in memory); the
+per-frame results are written to `<output_dir>/<prior name>/fits.npz` (body_pose, latent, camera, MPJPE,
+P-MPJPE per frame) and the summary to `<output_dir>/h36m.json`, a rich table, the CSV logger and W&B
+(offline unless logged in).
 
 With no data configured (data.h36m_file null) the synthetic H3.6M-format file of the embedded default is
 made on demand (poses of the prepared AMASS TEST split of the synthetic demo data, open body model).
@@ -13,7 +14,6 @@ With no priors configured, every `outputs/runs/*/prior.pt` found is evaluated, p
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,12 +28,13 @@ from torch.utils.data import DataLoader, Subset
 from datamodules.h36m.reader import H36MEvalDataset, read_h36m_p2
 from datamodules.h36m.synthetic import ensure_synthetic_h36m
 from experiments.config import ConfigError, to_container
+from experiments.tables import print_table
 from experiments.training import build_loggers, build_trainer, finish_loggers, prepare_run_dir
-from lightning_modules.keypoint_fitting import KeypointFittingModule, merge_fit_parts
+from lightning_modules.keypoint_fitting import KeypointFittingModule
 from pose_prior.body_model import load_body_model
-from pose_prior.frozen_prior import load_prior
-from pose_prior.h36m_regressor import h36m_regressor_for
-from pose_prior.io import atomic_write_text
+from pose_prior.body_model.h36m_regressor import h36m_regressor_for
+from pose_prior.io import atomic_savez, atomic_write_text
+from pose_prior.priors import NoPrior, load_prior
 
 RUNS_DIR = Path("outputs/runs")
 # Table 3 of the paper (P-MPJPE, mm, SMPL on real H3.6M): for reference only, not comparable with open-model runs.
@@ -118,27 +119,25 @@ def _load(entry: str, dtype: torch.dtype = torch.float32) -> Any:
 
 
 def evaluate_prior(cfg: DictConfig, entry: str, dataset, j_reg: np.ndarray, body_model, out_dir: Path) -> dict:
-    """Fit every frame with one prior; returns its summary (rank 0) after writing fits.npz."""
-    parts = out_dir / "parts"
-    if parts.exists():
-        shutil.rmtree(parts)
+    """Fit every frame with one prior; returns its summary (rank 0, {} elsewhere) after writing fits.npz."""
     prior = _load(entry, body_model.dtype)
-    module = KeypointFittingModule(prior, body_model, j_reg, parts, layout=dataset.data.layout,
+    module = KeypointFittingModule(prior, body_model, j_reg, layout=dataset.data.layout,
                                    settings=to_container(cfg.fitting), crop_res=cfg.data.crop_res)
     loader = DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=False, num_workers=cfg.data.num_workers)
     trainer = build_trainer(cfg, out_dir, [], [], inference_mode=False, max_epochs=1, limit_test_batches=None)
     start = time.perf_counter()
     trainer.test(module, dataloaders=loader, verbose=False)
     seconds = time.perf_counter() - start
-    trainer.strategy.barrier()
     if trainer.global_rank != 0:
         return {}
-    fits = merge_fit_parts(parts, len(dataset))
-    np.savez(out_dir / "fits.npz", **fits)
-    shutil.rmtree(parts, ignore_errors=True)
+    fits = module.fits
+    if fits is None or fits["index"].shape[0] != len(dataset):
+        got = 0 if fits is None else fits["index"].shape[0]
+        raise RuntimeError(f"keypoint fitting returned results for {got} frames, expected {len(dataset)}")
+    atomic_savez(out_dir / "fits.npz", **fits)
     return {
         "prior": entry,
-        "kind": "none" if prior is None else str(getattr(prior, "latent_type", "?")),
+        **(NoPrior() if prior is None else prior).describe(),
         "frames": int(fits["index"].shape[0]),
         "p_mpjpe_mm": float(fits["p_mpjpe"].mean()),
         "mpjpe_mm": float(fits["mpjpe"].mean()),
@@ -151,17 +150,13 @@ def evaluate_prior(cfg: DictConfig, entry: str, dataset, j_reg: np.ndarray, body
     }
 
 
-def print_table(results: dict[str, dict], title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
+H36M_COLUMNS = ["prior", "frames", "P-MPJPE (mm)", "MPJPE (mm)", "median P-MPJPE", "frames/s"]
 
-    table = Table(title=title)
-    for col in ("prior", "frames", "P-MPJPE (mm)", "MPJPE (mm)", "median P-MPJPE", "frames/s"):
-        table.add_column(col, justify="left" if col == "prior" else "right")
-    for name, r in results.items():
-        table.add_row(name, str(r["frames"]), f"{r['p_mpjpe_mm']:.1f}", f"{r['mpjpe_mm']:.1f}",
-                      f"{r['p_mpjpe_median_mm']:.1f}", f"{r['frames_per_second']:.1f}")
-    Console().print(table)
+
+def h36m_row(name: str, r: dict) -> list[str]:
+    """Table-3 cells of one prior's summary."""
+    return [name, str(r["frames"]), f"{r['p_mpjpe_mm']:.1f}", f"{r['mpjpe_mm']:.1f}",
+            f"{r['p_mpjpe_median_mm']:.1f}", f"{r['frames_per_second']:.1f}"]
 
 
 def run_eval_h36m(cfg: DictConfig) -> Path:
@@ -203,7 +198,8 @@ def run_eval_h36m(cfg: DictConfig) -> Path:
         "comparable_with_paper": False if cfg.body_model.path in ("open", "open-light") else None,
     }
     atomic_write_text(run_dir / "h36m.json", json.dumps(report, indent=2) + "\n")
-    print_table(results, f"H3.6M Protocol 2 keypoint fitting ({'synthetic' if not cfg.data.h36m_file else 'H3.6M'})")
+    print_table(f"H3.6M Protocol 2 keypoint fitting ({'synthetic' if not cfg.data.h36m_file else 'H3.6M'})",
+                H36M_COLUMNS, [h36m_row(name, r) for name, r in results.items()])
     metrics = {f"h36m/{n}/{k}": r[k] for n, r in results.items() for k in ("p_mpjpe_mm", "mpjpe_mm", "frames")}
     loggers = build_loggers(cfg, run_dir)
     for logger in loggers:

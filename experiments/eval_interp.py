@@ -6,7 +6,6 @@ normalised curve, per-pair ratios and rows), interpolation_curve.png, csv/metric
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -18,37 +17,37 @@ from experiments.evaluation import (
     body_model_of,
     interp_row,
     load_splits,
-    print_table,
     prior_description,
     require_prior,
     run_test_loop,
 )
+from experiments.tables import print_table
 from experiments.training import prepare_run_dir
-from pose_prior.frozen_prior import load_prior
+from pose_prior.priors import load_prior
 
 
-def interpolation_callback(cfg: DictConfig, body_model, test_poses, out_dir: Path, metadata: dict) -> InterpolationCallback:
-    i = cfg.interpolation
-    return InterpolationCallback(body_model, test_poses, every_n_epochs=0, num_pairs=i.num_pairs, steps=i.steps,
-                                 seed=i.seed, invert_kwargs=to_container(i.invert), batch_size=i.batch_size,
-                                 out_dir=out_dir, run_on_test=True, metadata=metadata)
-
-
-def run_eval_interp(cfg: DictConfig) -> Path:
+def evaluate_prior_interpolation(cfg: DictConfig) -> tuple[Path, InterpolationCallback | None]:
+    """Run the interpolation evaluation of `cfg.prior`; returns the run folder and, on rank zero, the
+    callback holding the result in memory (`last_stats`, `last_record`); None on the other ranks."""
     path = require_prior(cfg, "eval-interp")
     run_dir = prepare_run_dir(cfg)
     prior = load_prior(path)
-    body_model = body_model_of(cfg)
     sources = load_splits(cfg, ("test",))
     if "test" not in sources:
         raise ValueError(f"{cfg.data.prepared_dir}: the test split is needed for the interpolation evaluation")
     metadata = {"prior": prior_description(path, prior), "body_model": to_container(cfg.body_model),
                 "name": Path(path).parent.name}
-    callback = interpolation_callback(cfg, body_model, sources["test"], run_dir, metadata)
+    callback = InterpolationCallback.from_config(cfg.interpolation, body_model_of(cfg), sources["test"],
+                                                 out_dir=run_dir, run_on_test=True, metadata=metadata)
     trainer = run_test_loop(cfg, run_dir, prior, [callback])
-    if trainer.is_global_zero:
-        record = json.loads((run_dir / "interpolation.json").read_text())
-        print_table(f"Interpolation of {path} (Eq. 6, {record['pairs']} pairs, {record['steps']} steps)",
-                    ["prior", *INTERP_COLUMNS], [[metadata["name"], *interp_row(record)]])
+    return run_dir, callback if trainer.is_global_zero else None
+
+
+def run_eval_interp(cfg: DictConfig) -> Path:
+    run_dir, callback = evaluate_prior_interpolation(cfg)
+    if callback is not None:
+        record = callback.last_record
+        print_table(f"Interpolation of {cfg.prior} (Eq. 6, {record['pairs']} pairs, {record['steps']} steps)",
+                    ["prior", *INTERP_COLUMNS], [[record["name"], *interp_row(record)]])
         print(f"interpolation.json and curve in {run_dir}")
     return run_dir

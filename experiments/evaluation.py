@@ -1,8 +1,7 @@
-"""Shared plumbing of the prior evaluations: the splits, the prior's description, the test-loop Trainer, tables."""
+"""Shared plumbing of the prior evaluations: the splits, the prior's description, the test-loop Trainer, table rows."""
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,14 +10,12 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
-from rich import box
-from rich.console import Console
-from rich.table import Table
 
 from datamodules.amass.datamodule import AmassDataModule
 from experiments.training import build_loggers, build_trainer, finish_loggers
 from lightning_modules.prior_evaluation import PriorEvaluationModule, dummy_loader
 from pose_prior.body_model import load_body_model
+from pose_prior.priors import Prior
 
 
 def require_prior(cfg: DictConfig, target: str) -> str:
@@ -48,11 +45,9 @@ def body_model_of(cfg: DictConfig) -> torch.nn.Module:
     return load_body_model(bm.path, model_type=bm.model_type, gender=bm.gender)
 
 
-def prior_description(path: str, prior: torch.nn.Module) -> dict[str, Any]:
+def prior_description(path: str, prior: Prior) -> dict[str, Any]:
     """{path, kind, latent} of a loaded prior file."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    return {"path": os.path.abspath(path), "kind": payload.get("kind"),
-            "latent": getattr(prior, "latent_type", None), "latent_dim": getattr(prior, "latent_dim", None)}
+    return {"path": os.path.abspath(path), **prior.describe()}
 
 
 def run_test_loop(cfg: DictConfig, run_dir: Path, prior: torch.nn.Module, callbacks: Sequence[pl.Callback]) -> pl.Trainer:
@@ -90,23 +85,3 @@ INTERP_COLUMNS = ["interp. ratio", "median"]
 
 def interp_row(record: Mapping[str, Any]) -> list[str]:
     return [f"{record['ratio_mean']:.2f} ± {record['ratio_std']:.2f}", f"{record['ratio_median']:.2f}"]
-
-
-def make_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool = False) -> Table:
-    table = Table(title=None if markdown else title, box=box.MARKDOWN if markdown else box.SIMPLE_HEAD)
-    for col in columns:
-        table.add_column(col, justify="left" if col == columns[0] else "right")
-    for row in rows:
-        table.add_row(*row)
-    return table
-
-
-def table_markdown(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """The same table as Markdown (rich's MARKDOWN box)."""
-    buf = io.StringIO()
-    Console(file=buf, width=400, color_system=None).print(make_table("", columns, rows, markdown=True))
-    return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()).strip() + "\n"
-
-
-def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    Console(width=max(Console().width, 40 + 16 * len(columns))).print(make_table(title, columns, rows))

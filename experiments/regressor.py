@@ -2,7 +2,7 @@
 
 train: EFT JSON + images (or the synthetic images) -> ImageRegressionModule around a frozen GAN or VPoser prior and a
 frozen HMR/EFT ResNet-50 -> run folder (config.yaml, checkpoints/, predictions/*.png, csv/, W&B offline).
-eval: a checkpoint -> H3.6M Protocol 2 from images (MPJPE, P-MPJPE via pose_prior.metrics3d.h36m_p2_errors
+eval: a checkpoint -> H3.6M Protocol 2 from images (MPJPE, P-MPJPE via pose_prior.evaluation.metrics3d.h36m_p2_errors
 with a 17-joint regressor of the body model) -> regression.json, CSV, W&B, a grid of predicted meshes.
 With no H3.6M file the synthetic held-out split is evaluated instead, with the body model's own joints as
 a stand-in regressor; regression.json says so in `benchmark`.
@@ -25,7 +25,6 @@ from callbacks.regression_grid import PredictionGridCallback, log_grid, predicti
 from datamodules.eft_coco import AugmentSettings, EftDataModule
 from datamodules.eft_demo import write_demo_images
 from datamodules.h36m.images import H36MImageDataset
-from datamodules.h36m.reader import load_j_regressor_h36m
 from experiments.config import ConfigError, save_config, to_container
 from experiments.training import (
     build_loggers,
@@ -36,11 +35,11 @@ from experiments.training import (
     resume_checkpoint,
 )
 from lightning_modules.image_regression import ImageRegressionModule
-from pose_prior.frozen_prior import FrozenPrior, load_prior
+from pose_prior.body_model.h36m_regressor import load_h36m_regressor
+from pose_prior.evaluation.metrics3d import h36m_p2_errors
 from pose_prior.hmr import calibrate_batchnorm, load_hmr_checkpoint, load_mean_params
 from pose_prior.io import atomic_write_text
-from pose_prior.metrics3d import h36m_p2_errors
-from pose_prior.priors.gmm_prior import GMMPrior
+from pose_prior.priors import Prior, load_prior
 
 NEED_PRIOR = (
     "train-regressor needs a trained GAN or VPoser prior file: pass PRIOR=path (make train-regressor "
@@ -75,19 +74,19 @@ def build_regressor_datamodule(cfg: DictConfig) -> EftDataModule:
                          max_train_samples=data.max_train_samples, max_val_samples=data.max_val_samples)
 
 
-def load_regression_prior(path: str | None) -> FrozenPrior:
+def load_regression_prior(path: str | None) -> Prior:
     if path is None:
         raise ConfigError(NEED_PRIOR)
     if not Path(path).is_file():
         raise ConfigError(f"prior.path={path}: no such file. {NEED_PRIOR}")
     prior = load_prior(path)
-    if not isinstance(prior, FrozenPrior) or isinstance(prior, GMMPrior):
-        raise ConfigError(f"prior.path={path}: a prior of type {type(prior).__name__}; regression needs a GAN or "
-                          "VPoser prior (a latent space and a decoder)")
+    if prior.latent_is_pose:
+        raise ConfigError(f"prior.path={path}: a {prior.kind!r} prior has no latent space (its latent is the pose "
+                          "itself); regression needs a prior with a latent space and a decoder, e.g. GAN or VPoser")
     return prior
 
 
-def build_regressor_module(cfg: DictConfig, prior: FrozenPrior, datamodule: EftDataModule | None = None
+def build_regressor_module(cfg: DictConfig, prior: Prior, datamodule: EftDataModule | None = None
                            ) -> ImageRegressionModule:
     module = ImageRegressionModule.from_prior(
         prior, source=str(cfg.prior.path), body_model=to_container(cfg.body_model),
@@ -135,7 +134,7 @@ def _eval_sources(cfg: DictConfig, num_vertices: int) -> tuple[str, str, np.ndar
     if data.h36m_file is None:
         root = _demo_root(cfg)
         reg_path = root / "J_regressor_standin.npy"
-        return (str(root / "h36m_p2_synthetic.npz"), str(root), load_j_regressor_h36m(reg_path, num_vertices),
+        return (str(root / "h36m_p2_synthetic.npz"), str(root), load_h36m_regressor(reg_path, num_vertices),
                 str(reg_path), SYNTHETIC_BENCHMARK)
     if data.image_dir is None:
         raise ConfigError("data.h36m_file is set but data.image_dir is not: give the folder its imgname entries "
@@ -145,7 +144,7 @@ def _eval_sources(cfg: DictConfig, num_vertices: int) -> tuple[str, str, np.ndar
             "data.j_regressor is required with data.h36m_file: a (17, V) .npy mapping the body model's vertices to "
             "SPIN's 17 H3.6M joints (SPIN's data/J_regressor_h36m.npy for SMPL; the open body model needs its own)"
         )
-    return (str(data.h36m_file), str(data.image_dir), load_j_regressor_h36m(data.j_regressor, num_vertices),
+    return (str(data.h36m_file), str(data.image_dir), load_h36m_regressor(data.j_regressor, num_vertices),
             str(data.j_regressor), "Human3.6M Protocol 2 (S9, S11, camera 60457274, every 5th frame), 14 LSP joints")
 
 
@@ -197,7 +196,7 @@ def run_eval_regressor(cfg: DictConfig) -> dict[str, Any]:
         "image_dir": image_root,
         "j_regressor": reg_source,
         "checkpoint": str(ckpt),
-        "prior": dict(module.hparams.prior_spec),
+        "prior": {**module.prior.describe(), "source": module.hparams.prior_spec.get("source")},
         "body_model": dict(module.hparams.body_model),
         "features": module.hparams.features,
         "train_heads": bool(module.hparams.train_heads),

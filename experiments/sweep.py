@@ -21,7 +21,7 @@ def load_sweep(path: str | Path) -> dict[str, Any]:
     spec = yaml.safe_load(Path(path).read_text())
     for key in ("method", "parameters", "command"):
         if key not in spec:
-            raise ValueError(f"{path}: sweep file lacks '{key}' (see experiments/sweeps/*.yaml)")
+            raise ValueError(f"{path}: sweep file lacks '{key}' (see experiments/configs/sweeps/*.yaml)")
     return spec
 
 
@@ -75,7 +75,7 @@ def render_sweep_commands(path: str | Path, limit: int | None = None) -> list[li
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pose-prior-sweep", description=__doc__.splitlines()[0])
-    parser.add_argument("sweep", help="sweep YAML under experiments/sweeps/")
+    parser.add_argument("sweep", help="sweep YAML (e.g. experiments/configs/sweeps/<name>.yaml)")
     parser.add_argument("--project", default="pose-prior")
     parser.add_argument("--dry-run", action="store_true", help="only print the trials' command lines")
     args = parser.parse_args(argv)

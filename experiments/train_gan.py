@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from callbacks.export_prior import PriorExportCallback
 from callbacks.sample_bodies import SampledBodiesCallback
@@ -28,7 +28,9 @@ from pose_prior.body_model import load_body_model
 
 
 def build_gan_module(cfg: DictConfig) -> AdversarialPriorModule:
-    return AdversarialPriorModule(**to_container(cfg.model), **to_container(cfg.optim), seed=int(cfg.seed))
+    """The module from the config's `model` (GanSettings) and `optim` (GanOptimSettings) sections."""
+    model, optim = OmegaConf.to_object(cfg.model), OmegaConf.to_object(cfg.optim)
+    return AdversarialPriorModule.from_settings(model, optim, seed=int(cfg.seed))
 
 
 def build_gan_datamodule(cfg: DictConfig) -> AmassDataModule:
@@ -59,14 +61,8 @@ def run_train_gan(cfg: DictConfig) -> Path:
         from callbacks.coverage import CoverageCallback
         from callbacks.evaluation_common import DataModuleSplits
 
-        c = cfg.coverage
-        callbacks.append(CoverageCallback(
-            body_model, DataModuleSplits(("train", "test")), every_n_epochs=c.every_n_epochs,
-            num_generated=c.num_generated, num_references=c.num_references, num_precision=c.num_precision,
-            chunk_size=c.chunk_size, seed=c.seed, precision_database=c.precision_database,
-            tsne_points=c.tsne_points, tsne_perplexity=c.tsne_perplexity, out_dir=run_dir / "coverage",
-            metadata={"name": run_dir.name},
-            nearest_kwargs={"levels": tuple(c.nearest_levels)} if c.nearest_levels else None))
+        callbacks.append(CoverageCallback.from_config(cfg.coverage, body_model, DataModuleSplits(("train", "test")),
+                                                      out_dir=run_dir / "coverage", metadata={"name": run_dir.name}))
     loggers = build_loggers(cfg, run_dir)
     trainer = build_trainer(cfg, run_dir, callbacks, loggers)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, run_dir))

@@ -2,8 +2,8 @@
 
 Fitting reads a seeded subsample of the train split straight from its memory map (sorted row ids, so
 only those rows are read; the whole array is never loaded), fits K full-covariance Gaussians with
-scikit-learn's EM (`pose_prior.gmm.fit_gmm`, float64), and writes to `output_dir`:
-  prior.pt       kind "gmm" (`pose_prior.frozen_prior.load_prior`)
+scikit-learn's EM (`pose_prior.priors.gmm.model.fit_gmm`, float64), and writes to `output_dir`:
+  prior.pt       kind "gmm" (`pose_prior.priors.gan.prior.load_prior`)
   gmm_fit.json   rows used, mean log-likelihood per sample on the train subsample and the valid split, seconds
   config.yaml    the resolved config
 With `gmm.smplify_pkl` set, SMPLify's published 69-d mixture is converted to the 63-d body pose instead
@@ -27,9 +27,9 @@ from threadpoolctl import threadpool_limits
 from datamodules.amass.datamodule import AmassDataModule, PoseArrayDataset
 from experiments.config import to_container
 from experiments.training import prepare_run_dir
-from pose_prior.gmm import GaussianMixturePrior, fit_gmm
 from pose_prior.io import atomic_write_text
-from pose_prior.priors import GMMPrior, save_gmm_prior
+from pose_prior.priors import GMMPrior
+from pose_prior.priors.gmm.model import GaussianMixturePrior, fit_gmm
 
 REDUCTIONS = ("marginalise", "zero_pad")
 
@@ -134,7 +134,7 @@ def run_train_gmm(cfg: DictConfig) -> Path:
         raise ValueError(f"gmm.reduce: expected one of {REDUCTIONS}, got {cfg.gmm.reduce!r}")
     run_dir = prepare_run_dir(cfg)
     prior, record = convert_smplify(cfg) if cfg.gmm.smplify_pkl else fit_on_train_split(cfg)
-    save_gmm_prior(run_dir / "prior.pt", prior)
+    prior.save(run_dir / "prior.pt")
     atomic_write_text(run_dir / "gmm_fit.json", json.dumps(record, indent=2, default=_json_default) + "\n")
     ll = record.get("loglik_per_sample", {})
     summary = ", ".join(f"{k} {v:.2f}" for k, v in ll.items() if v is not None and math.isfinite(v))

@@ -27,7 +27,7 @@ from experiments.training import (
 )
 from lightning_modules.vae_prior import VAL_METRIC, VAEPriorModule
 from pose_prior.body_model import load_body_model
-from pose_prior.priors import VPoserPrior, save_vposer_prior
+from pose_prior.priors import VPoserPrior
 
 
 def build_vposer_module(cfg: DictConfig) -> VAEPriorModule:
@@ -69,7 +69,7 @@ def convert_published(cfg: DictConfig, run_dir: Path) -> Path:
     """Write the published VPoser weights as prior.pt (kind "vposer") in the run folder."""
     ckpt = find_published_checkpoint(cfg.published_checkpoint)
     prior = VPoserPrior.from_checkpoint(ckpt, provenance={"config": to_container(cfg)})
-    save_vposer_prior(run_dir / "prior.pt", prior)
+    prior.save(run_dir / "prior.pt")
     print(f"converted {ckpt} -> {run_dir / 'prior.pt'}")
     return run_dir
 
@@ -82,7 +82,7 @@ def run_train_vposer(cfg: DictConfig) -> Path:
     datamodule = build_vposer_datamodule(cfg)
     module = build_vposer_module(cfg)
     provenance = {
-        "trainer": "VAEPriorModule (VPoser v2 losses, PROTOCOLS.md 8.3)",
+        "trainer": "VAEPriorModule (VPoser v2 losses, docs/protocols.md)",
         "config": to_container(cfg),
         "data": {"amass_dir": cfg.data.amass_dir or f"synthetic demo tree ({cfg.data.demo_dir})",
                  "prepared_dir": cfg.data.prepared_dir},

@@ -16,6 +16,7 @@ from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
 from experiments.config import ConfigError, save_config, to_container
+from experiments.spawn_results import carry_results_back
 from pose_prior.io import atomic_write_text
 
 
@@ -188,4 +189,4 @@ def build_trainer(
         num_sanity_val_steps=0,
     )
     kwargs.update(overrides)
-    return pl.Trainer(**kwargs)
+    return carry_results_back(pl.Trainer(**kwargs))

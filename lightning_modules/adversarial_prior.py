@@ -1,4 +1,4 @@
-"""GAN-S/U/N prior training (paper Sec. 3.2) as a thin LightningModule over `pose_prior.adversarial`.
+"""GAN-S/U/N prior training (paper Sec. 3.2) as a thin LightningModule over `pose_prior.priors.gan.training`.
 
 Manual optimisation: each training batch holds `d_steps` real sub-batches (k*B, 63), one per
 discriminator update, so every discriminator step sees fresh real poses; `train_step` runs the k
@@ -8,73 +8,91 @@ backward hook, which prepares DDP's reducer before every backward pass.
 
 from __future__ import annotations
 
+import copy
+from dataclasses import asdict, fields
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 
 from lightning_modules.rng_states import restore_rng_states, save_rng_states, seed_step_stream
-from pose_prior.adversarial import make_optimizers, train_step
-from pose_prior.latent import make_latent
-from pose_prior.networks import PoseDiscriminator, PoseGenerator, discriminator_loss, generator_loss
+from pose_prior.priors.gan.losses import discriminator_loss, generator_loss
+from pose_prior.priors.gan.networks import PoseDiscriminator, PoseGenerator
+from pose_prior.priors.gan.prior import GANPrior
+from pose_prior.priors.gan.settings import GanOptimSettings, GanSettings
+from pose_prior.priors.gan.training import make_optimizers, train_step
+from pose_prior.priors.latent import make_latent
 from pose_prior.rotations import body_pose_to_matrices
 
 
+def split_hyperparameters(values: dict[str, Any]) -> tuple[GanSettings, GanOptimSettings]:
+    """Flat hyperparameters -> (GanSettings, GanOptimSettings); unknown names raise, naming the valid ones."""
+    model_keys = {f.name for f in fields(GanSettings)}
+    optim_keys = {f.name for f in fields(GanOptimSettings)}
+    unknown = sorted(set(values) - model_keys - optim_keys)
+    if unknown:
+        raise TypeError(f"AdversarialPriorModule: unknown hyperparameter(s) {unknown}; "
+                        f"valid: {sorted(model_keys | optim_keys | {'seed'})}")
+    return (GanSettings(**{k: v for k, v in values.items() if k in model_keys}),
+            GanOptimSettings(**{k: v for k, v in values.items() if k in optim_keys}))
+
+
 class AdversarialPriorModule(pl.LightningModule):
-    def __init__(
-        self,
-        latent: str = "S",
-        latent_dim: int = 32,
-        gen_hidden: int = 512,
-        gen_dropout: float = 0.1,
-        leaky_slope: float = 0.2,
-        disc_joint_features: int = 32,
-        disc_hidden: int = 64,
-        d_steps: int = 10,
-        joint_loss_weight: float = 21.0,
-        pose_loss_weight: float = 1.0,
-        lr: float = 2e-4,
-        d_lr: float | None = None,
-        beta1: float = 0.5,
-        beta2: float = 0.999,
-        seed: int = 0,
-    ) -> None:
+    """Trains a GAN prior; its hyperparameters are the fields of `GanSettings` and `GanOptimSettings`.
+
+    They come as flat keyword arguments, the form Lightning records in checkpoints (`hparams`) and passes
+    back on `load_from_checkpoint`; missing ones take the settings' defaults, unknown ones are an error.
+    """
+
+    def __init__(self, seed: int = 0, **hyperparameters: Any) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.settings, self.optim_settings = split_hyperparameters(hyperparameters)
+        self.save_hyperparameters({**asdict(self.settings), **asdict(self.optim_settings), "seed": int(seed)})
         self.automatic_optimization = False
-        self.latent = make_latent(latent, latent_dim)
-        self.generator = PoseGenerator(latent_dim=latent_dim, hidden=gen_hidden, dropout=gen_dropout, slope=leaky_slope)
-        self.discriminator = PoseDiscriminator(joint_features=disc_joint_features, hidden=disc_hidden, slope=leaky_slope)
+        s = self.settings
+        self.latent = make_latent(s.latent, s.latent_dim)
+        self.generator = PoseGenerator(latent_dim=s.latent_dim, hidden=s.gen_hidden, dropout=s.gen_dropout,
+                                       slope=s.leaky_slope)
+        self.discriminator = PoseDiscriminator(joint_features=s.disc_joint_features, hidden=s.disc_hidden,
+                                               slope=s.leaky_slope)
+
+    @classmethod
+    def from_settings(cls, settings: GanSettings, optim: GanOptimSettings, seed: int = 0) -> AdversarialPriorModule:
+        return cls(seed=seed, **asdict(settings), **asdict(optim))
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         seed_step_stream(self.hparams.seed, self.current_epoch, batch_idx, self.global_rank)  # own fakes per rank
         g_opt, d_opt = self.optimizers()
-        h = self.hparams
+        s = self.settings
         logs = train_step(
             self.generator, self.discriminator, g_opt, d_opt, batch, self.latent,
-            d_steps=h.d_steps, joint_weight=h.joint_loss_weight, pose_weight=h.pose_loss_weight,
+            d_steps=s.d_steps, joint_weight=s.joint_loss_weight, pose_weight=s.pose_loss_weight,
             backward=self.manual_backward,
         )
         self.log_dict({f"train/{k}": v for k, v in logs.items()}, on_step=True, on_epoch=True)
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         """Discriminator and generator losses on held-out real poses against fixed fakes."""
-        h = self.hparams
+        s = self.settings
         real = body_pose_to_matrices(batch)  # (B, 21, 3, 3)
         g = torch.Generator().manual_seed(1000 + batch_idx)  # the same fakes at every validation
         fake = self.generator(self.latent.sample(real.shape[0], generator=g).to(self.device))
         d_real, d_fake = self.discriminator(real), self.discriminator(fake)
-        d_loss, _ = discriminator_loss(d_real, d_fake, h.joint_loss_weight, h.pose_loss_weight)
-        g_loss, _ = generator_loss(d_fake, h.joint_loss_weight, h.pose_loss_weight)
+        d_loss, _ = discriminator_loss(d_real, d_fake, s.joint_loss_weight, s.pose_loss_weight)
+        g_loss, _ = generator_loss(d_fake, s.joint_loss_weight, s.pose_loss_weight)
         self.log_dict(
             {"val/d_loss": d_loss, "val/g_loss": g_loss, "val/d_real": d_real.mean(), "val/d_fake": d_fake.mean()},
             on_epoch=True, sync_dist=True,
         )
 
+    def frozen_prior(self) -> GANPrior:
+        """A frozen copy of the generator and its latent space, for evaluation callbacks (training goes on)."""
+        return GANPrior(copy.deepcopy(self.generator), self.latent).to(self.device)
+
     def configure_optimizers(self):
-        h = self.hparams
-        return list(make_optimizers(self.generator, self.discriminator, g_lr=h.lr, d_lr=h.d_lr or h.lr,
-                                    betas=(h.beta1, h.beta2)))
+        o = self.optim_settings
+        return list(make_optimizers(self.generator, self.discriminator, g_lr=o.lr, d_lr=o.d_lr or o.lr,
+                                    betas=(o.beta1, o.beta2)))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         save_rng_states(checkpoint)  # resume=true continues the same random stream

@@ -23,42 +23,15 @@ import torch
 from torch import nn
 
 from pose_prior.body_model import load_body_model
-from pose_prior.frozen_prior import FrozenPrior
+from pose_prior.body_model.keypoints import keypoint_map_for_body_model
 from pose_prior.hmr import FEATURE_DIM, HMR, POSE_DIM, load_hmr_checkpoint
 from pose_prior.io import sha256_file
-from pose_prior.keypoints import keypoint_map_for_body_model
-from pose_prior.latent import make_latent
-from pose_prior.networks import PoseGenerator
-from pose_prior.priors.vposer_prior import VPoserPrior
-from pose_prior.vposer import VPoser
+from pose_prior.priors.base import Prior
+from pose_prior.priors.file_format import architecture_of, prior_from_architecture
 
 FEATURE_SIZES = {"pooled": FEATURE_DIM, "hidden": 1024, "pooled+params": FEATURE_DIM + POSE_DIM + 10 + 3}
 # SMPL-24 kinematic joints in LSP-14 order (R ankle ... L wrist, neck, head) + pelvis for centring
 SMPL24_TO_LSP14 = (8, 5, 2, 1, 4, 7, 21, 19, 17, 16, 18, 20, 12, 15)
-
-
-def prior_spec_of(prior: FrozenPrior, source: str = "") -> dict[str, Any]:
-    """Plain description of a GAN or VPoser prior's architecture (stored in the regressor's hyperparameters)."""
-    if isinstance(prior, VPoserPrior):
-        v = prior.vposer
-        return {"kind": "vposer", "latent": "N", "latent_dim": v.latent_dim,
-                "vposer": {"num_neurons": v.num_neurons, "latent_dim": v.latent_dim, "num_joints": v.num_joints},
-                "source": str(source)}
-    if not isinstance(prior, FrozenPrior) or not isinstance(prior.generator, PoseGenerator):
-        raise TypeError("image regression needs a prior with a latent space and a decoder: a GAN prior (kind 'gan') "
-                        f"or VPoser (kind 'vposer'), got {type(prior).__name__}")
-    return {"kind": "gan", "latent": prior.latent_type, "latent_dim": prior.latent_dim,
-            "generator": dict(prior.generator.arch_kwargs()), "source": str(source)}
-
-
-def prior_from_spec(spec: dict[str, Any]) -> FrozenPrior:
-    """An untrained prior of the architecture `prior_spec_of` described (weights come from the state dict)."""
-    kind = spec.get("kind", "gan")  # checkpoints written before VPoser support hold GAN specs without a kind
-    if kind == "vposer":
-        return VPoserPrior(VPoser(**spec["vposer"]))
-    if kind == "gan":
-        return FrozenPrior(PoseGenerator(**spec["generator"]), make_latent(spec["latent"], int(spec["latent_dim"])))
-    raise ValueError(f"prior_spec kind must be 'gan' or 'vposer', got {kind!r}")
 
 
 def build_mlp(in_dim: int, hidden: list[int], out_dim: int, dropout: float) -> nn.Sequential:
@@ -110,8 +83,11 @@ class ImageRegressionModule(pl.LightningModule):
         if features not in FEATURE_SIZES:
             raise ValueError(f"features must be one of {sorted(FEATURE_SIZES)}, got {features!r}")
         self.hmr = HMR()
-        self.prior = prior_from_spec(prior_spec)
-        self.mlp = build_mlp(FEATURE_SIZES[features], mlp_hidden, int(prior_spec["latent_dim"]), mlp_dropout)
+        self.prior = prior_from_architecture(prior_spec)
+        if self.prior.latent_is_pose:
+            raise ValueError(f"image regression needs a prior with a latent space and a decoder; a {self.prior.kind!r} "
+                             "prior's latent is the pose itself (that is direct pose regression, not a prior)")
+        self.mlp = build_mlp(FEATURE_SIZES[features], mlp_hidden, int(self.prior.latent_dim), mlp_dropout)
         for p in self.hmr.parameters():
             p.requires_grad_(False)
         if train_heads:
@@ -133,10 +109,10 @@ class ImageRegressionModule(pl.LightningModule):
 
     # --- helpers -----------------------------------------------------------------------------------
     @classmethod
-    def from_prior(cls, prior: FrozenPrior, source: str = "", **kwargs: Any) -> ImageRegressionModule:
-        """A module around a loaded GAN or VPoser prior (its generator / VPoser weights copied in)."""
-        module = cls(prior_spec_of(prior, source), **kwargs)
-        module.prior.generator.load_state_dict(prior.generator.state_dict())
+    def from_prior(cls, prior: Prior, source: str = "", **kwargs: Any) -> ImageRegressionModule:
+        """A module around a loaded prior with a latent space (GAN, VPoser), its weights copied in."""
+        module = cls({**architecture_of(prior), "source": str(source)}, **kwargs)
+        module.prior.load_state_dict(prior.state_dict())
         return module
 
     @property
@@ -304,7 +280,7 @@ class ImageRegressionModule(pl.LightningModule):
         return out.joints
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        from pose_prior.metrics3d import mpjpe, p_mpjpe
+        from pose_prior.evaluation.metrics3d import mpjpe, p_mpjpe
 
         pred, losses = self._step(batch)
         B = batch["img"].shape[0]

@@ -1,16 +1,14 @@
 """KeypointFittingModule: `fit_keypoints` over the batches of an H3.6M-format dataset under Lightning.
 
 Run with `Trainer(inference_mode=False)` and `trainer.test(module, dataloaders=...)`: each rank fits its
-shard (Lightning's distributed sampler), every batch is written to `<parts_dir>/rank<r>_batch<i>.npz`
-(body_pose, latent, global_orient, transl, losses, iterations, MPJPE and P-MPJPE per frame, the frame's
-dataset index), and `merge_fit_parts(parts_dir)` joins them on rank 0 afterwards (duplicated frames that
-the distributed sampler pads with are dropped by index).
+shard (Lightning's distributed sampler) and keeps its per-frame results in memory (body_pose, latent,
+global_orient, transl, losses, iterations, MPJPE and P-MPJPE, the frame's dataset index). At the end of
+the test loop the shards are all-gathered and `merge_fits` orders them by frame (dropping the frames the
+distributed sampler pads with): `module.fits` then holds the merged arrays on every rank.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -18,10 +16,9 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from pose_prior.fitting import FitSettings, KeypointBody, fit_keypoints, to_crop_pixels
-from pose_prior.io import atomic_save
-from pose_prior.keypoints import keypoint_map_for_body_model
-from pose_prior.metrics3d import h36m_p2_errors
+from pose_prior.body_model.keypoints import keypoint_map_for_body_model
+from pose_prior.evaluation.metrics3d import h36m_p2_errors
+from pose_prior.fitting.keypoint_fit import FitSettings, KeypointBody, fit_keypoints, to_crop_pixels
 
 
 class KeypointFittingModule(pl.LightningModule):
@@ -32,7 +29,6 @@ class KeypointFittingModule(pl.LightningModule):
         prior: Optional[nn.Module],
         body_model: nn.Module,
         j_regressor_h36m: np.ndarray | torch.Tensor,
-        parts_dir: str | os.PathLike,
         layout: str = "spin24",
         settings: FitSettings | dict | None = None,
         crop_res: int = 224,
@@ -43,9 +39,10 @@ class KeypointFittingModule(pl.LightningModule):
         self.settings = settings if isinstance(settings, FitSettings) else FitSettings.from_dict(settings)
         self.layout = layout
         self.crop_res = int(crop_res)
-        self.parts_dir = str(parts_dir)
         self.register_buffer("j_regressor", torch.as_tensor(np.asarray(j_regressor_h36m), dtype=torch.float64))
         self.keypoint_body = KeypointBody(body_model, keypoint_map_for_body_model(body_model, layout))
+        self._shard: list[dict[str, torch.Tensor]] = []  # this rank's batches during a test loop
+        self.fits: dict[str, np.ndarray] | None = None  # merged per-frame results after a test loop
 
     def _fit(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         with torch.inference_mode(False), torch.enable_grad():
@@ -67,23 +64,38 @@ class KeypointFittingModule(pl.LightningModule):
         if res.latent is not None:
             out["latent"] = res.latent
         out.update({f"loss_{k}": v for k, v in res.losses.items()})
-        self._write(out, batch_idx)
         self.log("h36m/p_mpjpe", pmpjpe.mean(), batch_size=pmpjpe.shape[0], prog_bar=True, sync_dist=True)
         self.log("h36m/mpjpe", mpjpe.mean(), batch_size=mpjpe.shape[0], sync_dist=True)
         return out
 
-    def _write(self, out: dict[str, torch.Tensor], batch_idx: int) -> None:
-        arrays = {k: v.detach().cpu().numpy() for k, v in out.items()}
-        path = Path(self.parts_dir) / f"rank{self.global_rank:03d}_batch{batch_idx:06d}.npz"
-
-        def writer(tmp: Path) -> None:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
-
-        atomic_save(path, writer)
+    def on_test_epoch_start(self) -> None:
+        self._shard, self.fits = [], None
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._fit(batch, batch_idx)
+        self._shard.append({k: v.detach() for k, v in self._fit(batch, batch_idx).items()})
+
+    def on_test_epoch_end(self) -> None:
+        """All-gather the shards (the distributed sampler gives every rank as many frames) and merge them."""
+        local = {k: torch.cat([b[k] for b in self._shard]) for k in self._shard[0]} if self._shard else {}
+        self._shard = []
+        parts = []
+        for key, value in local.items():
+            # bool is not a collective dtype on every backend
+            gathered = self.all_gather(value.to(torch.uint8) if value.dtype == torch.bool else value)
+            if self.trainer.world_size == 1:
+                gathered = gathered[None]
+            for rank, tensor in enumerate(gathered.cpu()):
+                if len(parts) <= rank:
+                    parts.append({})
+                parts[rank][key] = tensor.bool().numpy() if value.dtype == torch.bool else tensor.numpy()
+        self.fits = merge_fits(parts) if parts else None
+
+    def results_state(self) -> dict[str, Any]:
+        """The merged fits, for the process that started ddp_spawn workers."""
+        return {"fits": self.fits}
+
+    def load_results_state(self, state: dict[str, Any]) -> None:
+        self.fits = state["fits"]
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
         return self._fit(batch, batch_idx)
@@ -92,20 +104,15 @@ class KeypointFittingModule(pl.LightningModule):
         return None
 
 
-def merge_fit_parts(parts_dir: str | os.PathLike, num_frames: int | None = None) -> dict[str, np.ndarray]:
-    """Join the per-rank/batch npz files into arrays ordered by frame index (first copy of each frame)."""
-    files = sorted(Path(parts_dir).glob("rank*_batch*.npz"))
-    if not files:
-        raise FileNotFoundError(f"{parts_dir}: no fitting results (rank*_batch*.npz)")
-    parts = []
-    for f in files:
-        with np.load(f) as npz:
-            parts.append({k: npz[k] for k in npz.files})
+def merge_fits(parts: list[dict[str, np.ndarray]], num_frames: int | None = None) -> dict[str, np.ndarray]:
+    """Join per-rank (or per-batch) results into arrays ordered by frame index (first copy of each frame)."""
+    if not parts:
+        raise ValueError("merge_fits: no fitting results")
     keys = set(parts[0])
     merged = {k: np.concatenate([p[k] for p in parts]) for k in keys}
     _, first = np.unique(merged["index"], return_index=True)
     order = first[np.argsort(merged["index"][first])]
     merged = {k: v[order] for k, v in merged.items()}
     if num_frames is not None and merged["index"].shape[0] != num_frames:
-        raise ValueError(f"{parts_dir}: results for {merged['index'].shape[0]} frames, expected {num_frames}")
+        raise ValueError(f"fitting results for {merged['index'].shape[0]} frames, expected {num_frames}")
     return merged

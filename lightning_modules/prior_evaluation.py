@@ -11,13 +11,19 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from pose_prior.priors.base import Prior
+
 
 class PriorEvaluationModule(pl.LightningModule):
     """Holds `prior` (moved to the rank's device by Lightning); no parameters to train."""
 
-    def __init__(self, prior: torch.nn.Module) -> None:
+    def __init__(self, prior: Prior) -> None:
         super().__init__()
         self.prior = prior
+
+    def frozen_prior(self) -> Prior:
+        """The prior the evaluation callbacks evaluate."""
+        return self.prior
 
     def test_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         return None

@@ -1,4 +1,4 @@
-"""VPoser v2 baseline training (PROTOCOLS.md 8.3) as a thin LightningModule over `pose_prior.vposer`.
+"""VPoser v2 baseline training (docs/protocols.md#vposer-training) as a thin LightningModule over `pose_prior.priors.vposer.model`.
 
 Training loss: 0.005 KL + 4 mesh L1, plus 2 geodesic rotation + 2 joint L1 while epoch < 15
 (`vposer_batch_loss`). Validation metric `val/v2v`: the unweighted mean per-vertex Euclidean distance (m)
@@ -13,6 +13,7 @@ would otherwise be written into every checkpoint. It follows the module's device
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytorch_lightning as pl
@@ -21,7 +22,9 @@ from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 
 from lightning_modules.rng_states import restore_rng_states, save_rng_states, seed_step_stream
-from pose_prior.vposer import VPOSER_LOSS_WEIGHTS, VPoser, vposer_batch_loss
+from pose_prior.evaluation.distance import mesh_distance
+from pose_prior.priors.vposer.model import VPOSER_LOSS_WEIGHTS, VPoser, vposer_batch_loss
+from pose_prior.priors.vposer.prior import VPoserPrior
 
 VAL_METRIC = "val/v2v"  # metres; `val/v2v_mm` is the same in millimetres
 
@@ -38,7 +41,7 @@ def reconstruction_v2v(
     mats = vposer.decode(z)["pose_body_matrot"].reshape(pose_body.shape[0], -1, 3, 3)  # (B, 21, 3, 3)
     rec = body_model(mats).vertices  # (B, V, 3)
     orig = body_model(pose_body).vertices  # (B, V, 3)
-    return (rec - orig).norm(dim=-1).mean(dim=-1)
+    return mesh_distance(rec, orig)
 
 
 def validation_noise(batch_size: int, latent_dim: int, batch_idx: int) -> torch.Tensor:
@@ -110,6 +113,10 @@ class VAEPriorModule(pl.LightningModule):
         v2v = reconstruction_v2v(self.vposer, batch, self.body_model, eps).mean()
         self.log_dict({VAL_METRIC: v2v, f"{VAL_METRIC}_mm": 1000.0 * v2v}, on_epoch=True, sync_dist=True,
                       batch_size=batch.shape[0])
+
+    def frozen_prior(self) -> VPoserPrior:
+        """A frozen copy of the VAE as a prior, for evaluation callbacks (training goes on)."""
+        return VPoserPrior(copy.deepcopy(self.vposer)).to(self.device)
 
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams

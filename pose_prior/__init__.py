@@ -1,27 +1,63 @@
 """pose_prior: the plain-PyTorch core of the framework (no Lightning).
 
-Body model, rotations, latent spaces, networks, the frozen prior, GMM, metrics and fitting utilities.
+For a notebook::
+
+    import pose_prior
+    body = pose_prior.load_body_model("open")              # or a licensed SMPL / SMPL-H file
+    prior = pose_prior.load_prior("outputs/runs/gan_s/prior.pt")
+    z = prior.sample(8)                                    # (8, 32) latents
+    poses = prior.decode(z)                                # (8, 63) axis-angle body poses
+    fit = pose_prior.fit_keypoints(prior, body, keypoints, layout="spin24")
+
+Names are resolved on first use, so `import pose_prior` stays light.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __version__ = "0.1.0"
 
-# Public names resolved lazily so `import pose_prior` stays light.
 _EXPORTS = {
+    # body models
     "load_body_model": "pose_prior.body_model",
     "BodyModel": "pose_prior.body_model",
+    "KeypointBody": "pose_prior.body_model.keypoint_body",
+    "keypoint_map_for_body_model": "pose_prior.body_model.keypoints",
+    # priors
+    "Prior": "pose_prior.priors",
+    "LatentPrior": "pose_prior.priors",
+    "GANPrior": "pose_prior.priors",
+    "VPoserPrior": "pose_prior.priors",
+    "GMMPrior": "pose_prior.priors",
+    "NoPrior": "pose_prior.priors",
+    "load_prior": "pose_prior.priors",
+    "register_prior_kind": "pose_prior.priors",
+    "prior_kinds": "pose_prior.priors",
+    "make_latent": "pose_prior.priors.latent",
+    # fitting
+    "fit_keypoints": "pose_prior.fitting",
+    "FitSettings": "pose_prior.fitting",
+    "FitResult": "pose_prior.fitting",
+    "batched_lbfgs": "pose_prior.fitting",
+    # evaluation
+    "mesh_distance": "pose_prior.evaluation.distance",
+    "mesh_distance_matrix": "pose_prior.evaluation.distance",
+    "evaluate_coverage": "pose_prior.evaluation.coverage",
+    "evaluate_interpolation": "pose_prior.evaluation.interpolation",
+    "p_mpjpe": "pose_prior.evaluation.metrics3d",
 }
 
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        import importlib
-
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'pose_prior' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_EXPORTS))
 
 
 __all__ = sorted(_EXPORTS)

@@ -1,4 +1,4 @@
-"""The HMR / SPIN / EFT image regressor (PROTOCOLS.md 6.1-6.3): ResNet-50 trunk + iterative 6D regressor.
+"""The HMR / SPIN / EFT image regressor (docs/protocols.md#the-hmr-regressor, docs/formats.md#hmr-spin-and-eft-checkpoints): ResNet-50 trunk + iterative 6D regressor.
 
 Module and parameter names are SPIN's (SPIN:models/hmr.py), so a SPIN or EFT checkpoint
 (`checkpoint['model']`, 331 entries) loads without renaming. The trunk is torchvision's ResNet-50 built

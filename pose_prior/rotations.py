@@ -1,6 +1,6 @@
 """Rotation conversions: axis-angle <-> rotation matrix <-> 6D continuous representation.
 
-Built on roma (exact and differentiable at 0 and pi, measured in MEASUREMENTS.md). The 6D layout is
+Built on roma (exact and differentiable at 0 and pi, see docs/design.md#library-choices). The 6D layout is
 VPoser's / SPIN's / the paper's: a joint's 6 numbers are a row-major 3x2 matrix whose columns are
 Gram-Schmidt-ed into the first two columns of R (roma's `special_gramschmidt` convention, re-written
 here for speed).

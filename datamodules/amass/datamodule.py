@@ -166,7 +166,7 @@ class AmassDataModule(pl.LightningDataModule):
             seed=int(cfg.data.seed),
             prepare_fn=functools.partial(ensure_prepared, **prepare_kwargs_from_config(cfg)),
         )
-        trainer_cfg = getattr(cfg, "trainer", None)  # an epoch is a fixed number of batches (DESIGN.md)
+        trainer_cfg = getattr(cfg, "trainer", None)  # an epoch is a fixed number of batches (docs/design.md#training)
         if trainer_cfg is not None and getattr(trainer_cfg, "batches_per_epoch", None):
             kwargs["train_batches_per_epoch"] = int(trainer_cfg.batches_per_epoch)
         kwargs.update(overrides)

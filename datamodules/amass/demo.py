@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from pose_prior.io import atomic_save, atomic_write_text
+from pose_prior.io import atomic_savez, atomic_write_text
 
 # SMPL / SMPL-H body joints 1..21 (pose vector order; the pelvis is the global orientation).
 BODY_JOINTS: tuple[str, ...] = (
@@ -258,11 +258,6 @@ def synthesize_motion(motion: str, frames: int, framerate: float, rng: np.random
     }
 
 
-def _savez(path: Path, arrays: dict[str, Any]) -> None:
-    with open(path, "wb") as fh:  # a file handle: np.savez must not append ".npz" to the temp name
-        np.savez(fh, **arrays)
-
-
 def _sequence_arrays(ds: DemoDataset, motion: dict[str, np.ndarray], betas: np.ndarray, gender: str,
                      framerate: float, rng: np.random.Generator) -> dict[str, Any]:
     frames = motion["pose_body"].shape[0]
@@ -344,7 +339,7 @@ def write_demo_amass(
             betas = np.concatenate([srng.normal(0, 1.0, 10), srng.normal(0, 0.3, 6)])  # (16,)
             if ds.format == "smplx":
                 rel = f"{ds.name}/{subject}/neutral_stagei.npz"  # per-subject shape file (not a sequence)
-                atomic_save(root / rel, lambda p, b=betas: _savez(p, {"betas": b, "gender": np.str_("neutral")}))
+                atomic_savez(root / rel, betas=betas, gender=np.str_("neutral"))
                 written.append(rel)
             for seq in range(sequences_per_subject):
                 rng = np.random.default_rng([seed, _stable_int(ds.name), subj, seq])
@@ -354,7 +349,7 @@ def write_demo_amass(
                 arrays = _sequence_arrays(ds, data, betas, gender, framerate, rng)
                 suffix = "_poses.npz" if ds.format == "smplh" else "_stageii.npz"
                 rel = f"{ds.name}/{subject}/{motion}{seq + 1:02d}{suffix}"
-                atomic_save(root / rel, lambda p, a=arrays: _savez(p, a))
+                atomic_savez(root / rel, **arrays)
                 written.append(rel)
 
     if old is not None:  # files of an earlier, different demo tree that this one no longer has

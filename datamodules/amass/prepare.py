@@ -9,6 +9,11 @@ Two passes keep peak memory at about one source file: a scan (checksum, validati
 frame selection per file) and a write into a preallocated `.npy` under a temporary name that is renamed
 only once complete. The manifest is written last (atomically) and is what marks a preparation complete;
 a re-run with the same config and unchanged sources does nothing.
+
+Unusable files are skipped with a precise reason in the manifest (not an npz, corrupt or truncated,
+pickled object arrays, missing key, wrong shape or dtype); nothing is ever unpickled. Non-finite frames
+are dropped from a file (counted per file, per split and in total) or, with nonfinite_frames="skip_file",
+make the whole file skipped; the prepared arrays never hold a non-finite value.
 """
 
 from __future__ import annotations
@@ -31,14 +36,19 @@ from typing import Any, Optional
 import numpy as np
 
 from pose_prior.io import atomic_path, atomic_write_text, sha256_file
+from pose_prior.progress import Progress
 
 MANIFEST_NAME = "manifest.json"
 ARRAY_NAME = "body_pose.npy"
 MANIFEST_VERSION = 1
 FRAME_SELECTIONS = ("all", "vposer", "resample")
+NONFINITE_POLICIES = ("drop", "skip_file")  # per run: drop non-finite frames, or skip a file that has any
 SOURCE_SUFFIXES = {"_poses.npz": "smplh", "_stageii.npz": "smplx"}
 POSE_DIM = 63  # 21 body joints x axis-angle
 _SMPLH_WIDTHS = {156: "SMPL+H", 165: "SMPL-X"}  # both hold the body pose at columns 3:66
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # what np.load takes for an npz (a file entry; an empty archive)
+_NPY_MAGIC = b"\x93NUMPY"
+_PICKLED = "holds pickled object arrays, refused (never loaded with allow_pickle)"
 
 
 class SkipFile(Exception):
@@ -77,6 +87,8 @@ class PrepareReport:
     seconds: float = 0.0
     frames_scanned: int = 0
     warnings: list[str] = field(default_factory=list)
+    nonfinite_dropped: int = 0  # selected frames left out because non-finite (all kept files)
+    nonfinite_files: int = 0  # kept files that had at least one non-finite frame
 
     @property
     def frames_per_second(self) -> float:
@@ -134,21 +146,76 @@ def discover_sources(amass_dir: str | Path) -> list[SourceFile]:
 # reading and frame selection
 
 
+def _sniff(head: bytes) -> None:
+    """SkipFile unless `head` (the first bytes of a file) starts like a zip archive, i.e. an npz.
+
+    Checked before np.load: on anything that is not a zip or .npy, np.load falls back to unpickling,
+    and its error would call a plain text file "pickled data" and advise loading it with allow_pickle.
+    """
+    if head.startswith(_ZIP_MAGICS):
+        return
+    if not head:
+        raise SkipFile("not an npz archive (empty file)")
+    if head.startswith(_NPY_MAGIC):
+        raise SkipFile("not an npz archive (a single .npy array)")
+    if head.startswith(b"version https://git-lfs"):
+        raise SkipFile("not an npz archive (a Git LFS pointer file: the data was never fetched, run `git lfs pull`)")
+    raise SkipFile(f"not an npz archive (starts with {head[:16]!r})")
+
+
+def _member_dtype(npz: np.lib.npyio.NpzFile, key: str) -> Optional[np.dtype]:
+    """dtype from the .npy header of member `key`, without reading its data; None when it cannot be read here."""
+    names = npz.zip.namelist()
+    name = f"{key}.npy" if f"{key}.npy" in names else key
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    try:
+        with npz.zip.open(name) as fh:
+            reader = readers.get(np.lib.format.read_magic(fh))
+            return None if reader is None else np.dtype(reader(fh)[2])
+    except Exception:  # corrupt or truncated: reported by the actual read below, with its own reason
+        return None
+
+
+def _error_text(exc: BaseException) -> str:
+    """An exception's message for a skip reason, minus numpy's advice to load pickles."""
+    text = str(exc)
+    return _PICKLED if "pickle" in text.lower() else text
+
+
 def read_body_pose(source: bytes | Path, fmt: str) -> tuple[np.ndarray, Optional[float]]:
-    """Body pose (T, 63) and frame rate (or None) of one AMASS file, given as bytes or a path; SkipFile if unusable."""
+    """Body pose (T, 63), every frame (finite or not), and frame rate (or None) of one AMASS file.
+
+    `source` is the file's bytes or its path. SkipFile (message = the reason) if the file is not an npz,
+    is corrupt or truncated, holds pickled objects in the pose key, lacks the key or has the wrong shape.
+    Nothing is ever unpickled.
+    """
+    try:
+        if isinstance(source, bytes):
+            head = source[:64]
+        else:
+            with open(source, "rb") as fh:
+                head = fh.read(64)
+    except OSError as exc:
+        raise SkipFile(f"cannot read the file: {exc}") from None
+    _sniff(head)
     try:
         npz = np.load(io.BytesIO(source) if isinstance(source, bytes) else source, allow_pickle=False)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise SkipFile(f"not a readable npz archive (corrupt or truncated): {exc}") from None
+        raise SkipFile(f"not a readable npz archive (corrupt or truncated): {_error_text(exc)}") from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise SkipFile("not an npz archive (a single .npy array)")
     with npz:
         key = "poses" if fmt == "smplh" else "pose_body"
         if key not in npz.files:
             raise SkipFile(f"missing key '{key}' (keys: {', '.join(sorted(npz.files))})")
+        dtype = _member_dtype(npz, key)
+        if dtype is not None and dtype.hasobject:
+            raise SkipFile(f"key '{key}' {_PICKLED}")
         try:
             arr = npz[key]
         except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error, KeyError) as exc:
+            if "pickle" in str(exc).lower():
+                raise SkipFile(f"key '{key}' {_PICKLED}") from None
             raise SkipFile(f"cannot read key '{key}' (corrupt or truncated): {exc}") from None
         if arr.dtype.kind not in "fiu":
             raise SkipFile(f"key '{key}' has dtype {arr.dtype}; expected a float array")
@@ -162,9 +229,6 @@ def read_body_pose(source: bytes | Path, fmt: str) -> tuple[np.ndarray, Optional
             body = arr
         if body.shape[0] == 0:
             raise SkipFile(f"key '{key}' has no frames")
-        bad = ~np.isfinite(body).all(axis=1)
-        if bad.any():
-            raise SkipFile(f"key '{key}' has non-finite body-pose values in {int(bad.sum())} of {body.shape[0]} frames")
         fps = None
         for fps_key in ("mocap_framerate", "mocap_frame_rate"):
             if fps_key in npz.files:
@@ -173,6 +237,12 @@ def read_body_pose(source: bytes | Path, fmt: str) -> tuple[np.ndarray, Optional
                     fps = value if np.isfinite(value) and value > 0 else None
                 break
         return body, fps
+
+
+def finite_frames(body: np.ndarray) -> np.ndarray:
+    """(T,) bool: frames whose 63 values are finite as stored, i.e. as float32 (1e300 is finite in float64, inf in float32)."""
+    with np.errstate(over="ignore"):
+        return np.isfinite(np.asarray(body, dtype=np.float32)).all(axis=1)
 
 
 def file_seed(seed: int, rel_path: str) -> int:
@@ -214,17 +284,56 @@ def select_frames(
     raise ValueError(f"unknown frame_selection '{frame_selection}'; valid: {', '.join(FRAME_SELECTIONS)}")
 
 
+@dataclass
+class FrameChoice:
+    """The rows kept from one file and what non-finite frames cost it."""
+
+    frames: np.ndarray  # sorted source frame ids (int64), all finite
+    nonfinite: int  # non-finite frames in the source
+    dropped: int  # selected frames removed because they were non-finite
+
+
+def choose_frames(body: np.ndarray, fps: Optional[float], frame_selection: str = "all",
+                  nonfinite_frames: str = "drop", *, key: str = "poses", **selection: Any) -> FrameChoice:
+    """Frame selection, then non-finite frames removed; SkipFile when the policy or the data leave nothing usable.
+
+    Order: select_frames runs on the file's full timeline (every frame, finite or not), then the selected
+    frames that are non-finite are dropped. So the selection depends only on (frame count, frame rate,
+    seed, path): resampling keeps true timestamps, the vposer trim is measured on the recording, and a file
+    with one bad frame keeps exactly the clean file's selection minus that frame (nothing shifts).
+    `nonfinite_frames="skip_file"` skips a file with any non-finite frame instead; a file whose frames are
+    all non-finite is skipped either way.
+    """
+    if nonfinite_frames not in NONFINITE_POLICIES:
+        raise ValueError(f"unknown nonfinite_frames '{nonfinite_frames}'; valid: {', '.join(NONFINITE_POLICIES)}")
+    finite = finite_frames(body)
+    n_frames, n_bad = body.shape[0], int((~finite).sum())
+    if n_bad == n_frames:
+        raise SkipFile(f"key '{key}' has non-finite body-pose values in all {n_frames} frames")
+    if n_bad and nonfinite_frames == "skip_file":
+        raise SkipFile(f"key '{key}' has non-finite body-pose values in {n_bad} of {n_frames} frames "
+                       "(nonfinite_frames=skip_file)")
+    frames = select_frames(n_frames, frame_selection, source_fps=fps, **selection)
+    keep = finite[frames]
+    return FrameChoice(frames[keep], n_bad, int((~keep).sum()))
+
+
 def sha256_bytes(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
 def load_selected_rows(path: Path, fmt: str, frames: np.ndarray, expected_frames: int) -> np.ndarray:
-    """The kept body-pose rows (K, 63) float32 of one file (pass 2; re-checks the frame count)."""
+    """The kept body-pose rows (K, 63) float32 of one file (pass 2; re-checks the frame count and finiteness)."""
     body, _ = read_body_pose(path, fmt)  # reads only the pose member of the archive
     if body.shape[0] != expected_frames:
         raise RuntimeError(f"{path}: changed during preparation ({body.shape[0]} frames, scanned {expected_frames}); "
                            "re-run the preparation")
-    return np.ascontiguousarray(body[frames], dtype=np.float32)
+    with np.errstate(over="ignore"):
+        rows = np.ascontiguousarray(body[frames], dtype=np.float32)
+    if not np.isfinite(rows).all():  # the scan kept only finite frames: the file changed in between
+        raise RuntimeError(f"{path}: changed during preparation (non-finite values in scanned-finite frames); "
+                           "re-run the preparation")
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------
@@ -232,7 +341,8 @@ def load_selected_rows(path: Path, fmt: str, frames: np.ndarray, expected_frames
 
 
 def _prepare_config(amass_dir: Path, splits: Mapping[str, Sequence[str]], aliases: Mapping[str, Sequence[str]],
-                    frame_selection: str, keep: float, trim: float, target_fps: Optional[float], seed: int) -> dict[str, Any]:
+                    frame_selection: str, keep: float, trim: float, target_fps: Optional[float], seed: int,
+                    nonfinite_frames: str) -> dict[str, Any]:
     config = {
         "amass_dir": str(amass_dir.resolve()),
         "splits": {k: list(v) for k, v in splits.items()},
@@ -242,6 +352,7 @@ def _prepare_config(amass_dir: Path, splits: Mapping[str, Sequence[str]], aliase
         "vposer_trim_fraction": float(trim),
         "target_fps": None if target_fps is None else float(target_fps),
         "seed": int(seed),
+        "nonfinite_frames": nonfinite_frames,
     }
     return json.loads(json.dumps(config))  # the form it has after a round trip through the manifest
 
@@ -318,6 +429,8 @@ def _report_from_manifest(manifest: dict[str, Any], prepared_dir: Path, noop: bo
         seconds=seconds,
         frames_scanned=frames_scanned,
         warnings=warnings,
+        nonfinite_dropped=int(manifest.get("nonfinite", {}).get("frames_dropped", 0)),
+        nonfinite_files=int(manifest.get("nonfinite", {}).get("files", 0)),
     )
 
 
@@ -325,20 +438,8 @@ def _report_from_manifest(manifest: dict[str, Any], prepared_dir: Path, noop: bo
 # the preparation
 
 
-def _track(items: Sequence[Any], description: str, enabled: bool) -> Any:
-    if not enabled or not items:
-        return items
-    from rich.console import Console
-    from rich.progress import track
-
-    if not Console(stderr=True).is_terminal:  # no progress bar in logs (it would leave blank lines)
-        return items
-
-    return track(items, description=description, transient=True, console=Console(stderr=True))
-
-
 def _write_split(path: Path, entries: list[dict[str, Any]], selections: dict[str, np.ndarray],
-                 amass_dir: Path, total: int, progress: bool) -> None:
+                 amass_dir: Path, total: int, bar: Progress) -> None:
     """Fill a preallocated (total, 63) float32 .npy under a temporary name, then fsync + rename it to `path`."""
     row_bytes = POSE_DIM * np.dtype(np.float32).itemsize
     with atomic_path(path, suffix=".npy") as tmp:
@@ -346,12 +447,13 @@ def _write_split(path: Path, entries: list[dict[str, Any]], selections: dict[str
         offset = header.offset
         del header  # rows go in with positional writes: page cache, not this process's resident memory
         with open(tmp, "r+b") as fh:
-            for entry in _track(entries, f"writing {path.parent.name}", progress):
+            for entry in entries:
                 rows = load_selected_rows(amass_dir / entry["path"], entry["format"], selections[entry["path"]],
                                           entry["frames_source"])
                 if rows.shape[0] != entry["frames_kept"]:
                     raise RuntimeError(f"{entry['path']}: {rows.shape[0]} rows selected, scanned {entry['frames_kept']}")
                 os.pwrite(fh.fileno(), rows.tobytes(), offset + entry["row_offset"] * row_bytes)
+                bar.update()
 
 
 def _remove_previous(prepared_dir: Path, old: Optional[dict[str, Any]], splits: Sequence[str]) -> None:
@@ -377,11 +479,16 @@ def prepare_amass(
     seed: int = 0,
     verify_checksums: bool = False,
     progress: bool = False,
+    nonfinite_frames: str = "drop",
 ) -> PrepareReport:
     """Prepare `amass_dir` into `<prepared_dir>/<split>/body_pose.npy` + `manifest.json`; no-op if up to date.
 
     Unchanged sources are recognised by size + mtime (re-hashed when those differ, or always with
     verify_checksums=True). Unusable files are skipped and listed with the reason in the manifest.
+    Non-finite frames (`nonfinite_frames`): "drop" keeps a file's finite frames (selection first, then
+    dropping: see choose_frames) and counts the dropped ones per file, per split and in total; "skip_file"
+    skips any file with a non-finite frame. The prepared arrays never hold a non-finite value.
+    `progress`: files done, rate and ETA on stderr every few seconds (off with POSE_PRIOR_PROGRESS=0).
     """
     start = time.perf_counter()
     amass_dir, prepared_dir = Path(amass_dir), Path(prepared_dir)
@@ -389,12 +496,14 @@ def prepare_amass(
         raise ValueError(f"unknown frame_selection '{frame_selection}'; valid: {', '.join(FRAME_SELECTIONS)}")
     if frame_selection == "resample" and (target_fps is None or not target_fps > 0):
         raise ValueError(f"frame_selection=resample needs a positive target_fps (got {target_fps})")
+    if nonfinite_frames not in NONFINITE_POLICIES:
+        raise ValueError(f"unknown nonfinite_frames '{nonfinite_frames}'; valid: {', '.join(NONFINITE_POLICIES)}")
     if not (0.0 < vposer_keep_fraction <= 1.0 and 0.0 <= vposer_trim_fraction < 0.5):
         raise ValueError(f"vposer_keep_fraction must be in (0, 1] and vposer_trim_fraction in [0, 0.5) "
                          f"(got {vposer_keep_fraction}, {vposer_trim_fraction})")
     lookup = build_split_lookup(splits, aliases)
     config = _prepare_config(amass_dir, splits, aliases, frame_selection, vposer_keep_fraction,
-                             vposer_trim_fraction, target_fps, seed)
+                             vposer_trim_fraction, target_fps, seed, nonfinite_frames)
 
     sources = discover_sources(amass_dir)
     assigned = [s for s in sources if normalize_name(s.dataset) in lookup]
@@ -419,46 +528,57 @@ def prepare_amass(
         selections: dict[str, np.ndarray] = {}
         skipped: list[dict[str, Any]] = []
         frames_scanned = 0
-        for src in _track(assigned, "scanning AMASS", progress):
-            split = lookup[normalize_name(src.dataset)][0]
-            raw = (amass_dir / src.rel).read_bytes()
-            common = {"path": src.rel, "dataset": src.dataset, "split": split, "format": src.format,
-                      "sha256": sha256_bytes(raw), "size": src.size, "mtime_ns": src.mtime_ns}
-            try:
-                body, fps = read_body_pose(raw, src.format)
-                frames = select_frames(body.shape[0], frame_selection, keep_fraction=vposer_keep_fraction,
-                                       trim_fraction=vposer_trim_fraction, target_fps=target_fps, source_fps=fps,
-                                       seed=seed, rel_path=src.rel)
-            except SkipFile as exc:
-                skipped.append({**common, "reason": str(exc)})
-                continue
-            finally:
-                del raw
-            frames_scanned += body.shape[0]
-            rows = per_split[split]
-            offset = rows[-1]["row_offset"] + rows[-1]["frames_kept"] if rows else 0
-            rows.append({**common, "framerate": fps, "frames_source": int(body.shape[0]),
-                         "frames_kept": int(frames.shape[0]), "row_offset": int(offset)})
-            selections[src.rel] = frames
-            del body
+        with Progress("AMASS preparation, scanning", len(assigned), unit="files", enabled=progress) as bar:
+            for src in assigned:
+                split = lookup[normalize_name(src.dataset)][0]
+                raw = (amass_dir / src.rel).read_bytes()
+                common = {"path": src.rel, "dataset": src.dataset, "split": split, "format": src.format,
+                          "sha256": sha256_bytes(raw), "size": src.size, "mtime_ns": src.mtime_ns}
+                try:
+                    body, fps = read_body_pose(raw, src.format)
+                    choice = choose_frames(body, fps, frame_selection, nonfinite_frames,
+                                           key="poses" if src.format == "smplh" else "pose_body",
+                                           keep_fraction=vposer_keep_fraction, trim_fraction=vposer_trim_fraction,
+                                           target_fps=target_fps, seed=seed, rel_path=src.rel)
+                except SkipFile as exc:
+                    skipped.append({**common, "reason": str(exc)})
+                    continue
+                finally:
+                    del raw
+                    bar.update()  # skipped files count as done too
+                frames_scanned += body.shape[0]
+                rows = per_split[split]
+                offset = rows[-1]["row_offset"] + rows[-1]["frames_kept"] if rows else 0
+                rows.append({**common, "framerate": fps, "frames_source": int(body.shape[0]),
+                             "frames_kept": int(choice.frames.shape[0]), "row_offset": int(offset),
+                             "frames_nonfinite": choice.nonfinite, "frames_dropped_nonfinite": choice.dropped})
+                selections[src.rel] = choice.frames
+                del body
 
         # pass 2: write each split under a temporary name, rename when complete; the manifest goes last
         _remove_previous(prepared_dir, old, list(splits))
         split_info: dict[str, Any] = {}
-        for split, entries in per_split.items():
-            total = sum(e["frames_kept"] for e in entries)
-            _write_split(prepared_dir / split / ARRAY_NAME, entries, selections, amass_dir, total, progress)
-            split_info[split] = {"array": f"{split}/{ARRAY_NAME}", "files": len(entries), "frames": int(total),
-                                 "frames_source": int(sum(e["frames_source"] for e in entries)),
-                                 "dtype": "float32", "shape": [int(total), POSE_DIM]}
+        kept_files = [e for entries in per_split.values() for e in entries]
+        with Progress("AMASS preparation, writing", len(kept_files), unit="files", enabled=progress) as bar:
+            for split, entries in per_split.items():
+                total = sum(e["frames_kept"] for e in entries)
+                _write_split(prepared_dir / split / ARRAY_NAME, entries, selections, amass_dir, total, bar)
+                split_info[split] = {"array": f"{split}/{ARRAY_NAME}", "files": len(entries), "frames": int(total),
+                                     "frames_source": int(sum(e["frames_source"] for e in entries)),
+                                     "frames_dropped_nonfinite": int(sum(e["frames_dropped_nonfinite"] for e in entries)),
+                                     "dtype": "float32", "shape": [int(total), POSE_DIM]}
         manifest = {
             "format_version": MANIFEST_VERSION,
             "complete": True,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "config": config,
             "splits": split_info,
-            "files": [e for entries in per_split.values() for e in entries],
+            "files": kept_files,
             "skipped": skipped,
+            "nonfinite": {"policy": nonfinite_frames,
+                          "files": sum(1 for e in kept_files if e["frames_nonfinite"]),
+                          "frames_source": int(sum(e["frames_nonfinite"] for e in kept_files)),
+                          "frames_dropped": int(sum(e["frames_dropped_nonfinite"] for e in kept_files))},
             "unassigned": unassigned,
             "missing_datasets": missing,
             "warnings": warnings,
@@ -509,6 +629,9 @@ def prepare_kwargs_from_config(cfg: Any) -> dict[str, Any]:
         "target_fps": None if data.target_fps is None else float(data.target_fps),
         "seed": int(data.seed),
         "verify_checksums": bool(getattr(data, "verify_checksums", False)),
+        # getattr: works before and after the schema gains the field
+        "nonfinite_frames": str(getattr(data, "nonfinite_frames", "drop")),
+        "progress": True,  # preparation on demand (DataModule) can take minutes: say how far it is
     }
 
 
@@ -531,6 +654,9 @@ def print_report(report: PrepareReport, print_fn: Optional[Callable[..., None]] 
         console.print(f"[yellow]{len(report.skipped)} file(s) skipped[/] (reasons in {report.manifest_path}):")
         for path, reason in report.skipped[:10]:
             console.print(f"  {path}: {reason}")
+    if report.nonfinite_dropped:
+        console.print(f"[yellow]{report.nonfinite_dropped:,} non-finite frame(s) dropped[/] "
+                      f"({report.nonfinite_files} file(s) had non-finite frames; per file in {report.manifest_path})")
     if report.unassigned:
         console.print("[yellow]sub-datasets in no split[/]: "
                       + ", ".join(f"{k} ({v} files)" for k, v in report.unassigned.items()))
@@ -540,6 +666,6 @@ def print_report(report: PrepareReport, print_fn: Optional[Callable[..., None]] 
 
 def run_prepare_amass(cfg: Any) -> PrepareReport:
     """`make prepare-amass`: prepare cfg.data.amass_dir (or the synthetic demo tree when it is null)."""
-    report = ensure_prepared(**prepare_kwargs_from_config(cfg), progress=True)
+    report = ensure_prepared(**prepare_kwargs_from_config(cfg))
     print_report(report)
     return report

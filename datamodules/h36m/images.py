@@ -15,7 +15,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from datamodules.eft_coco import crop_image, crop_matrix, normalize_image
-from datamodules.h36m.reader import P2_KEYS, H36MFileError, _floats, _load_npz, _strings
+from datamodules.h36m.reader import read_p2_arrays
 from pose_prior.hmr import IMG_RES
 
 
@@ -25,15 +25,9 @@ class H36MImageDataset(Dataset):
     def __init__(self, p2_file: str | os.PathLike, image_dir: str | os.PathLike, max_frames: Optional[int] = None,
                  res: int = IMG_RES) -> None:
         path = Path(p2_file)
-        arrays = _load_npz(path)
-        missing = [k for k in P2_KEYS if k not in arrays]
-        if missing:
-            raise H36MFileError(f"{path}: missing key(s) {missing}; an H3.6M P2 file has {list(P2_KEYS)}")
-        self.imgname = _strings(arrays["imgname"], path, "imgname")
+        arrays = read_p2_arrays(path)
+        self.imgname, self.center, self.scale, self.S = arrays["imgname"], arrays["center"], arrays["scale"], arrays["S"]
         n = len(self.imgname)
-        self.center = _floats(arrays["center"], (n, 2), path, "center")
-        self.scale = _floats(arrays["scale"], (n,), path, "scale")
-        self.S = _floats(arrays["S"], (n, 24, 4), path, "S")
         self.image_dir = Path(image_dir)
         self.res = int(res)
         self.length = n if max_frames is None else min(n, int(max_frames))

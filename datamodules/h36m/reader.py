@@ -1,9 +1,9 @@
-"""Read SPIN's H3.6M Protocol-2 file, the 2D keypoints to fit, and the H3.6M joint regressor.
+"""Read SPIN's H3.6M Protocol-2 file and the 2D keypoints to fit (the joint regressor: pose_prior.body_model.h36m_regressor).
 
 SPIN's `h36m_valid_protocol2.npz` holds exactly `imgname` (N,), `center` (N, 2), `scale` (N,) and
 `S` (N, 24, 4) (metres, camera coordinates, root-centred, column 3 = 1 for the 17 filled joints).
 It has no 2D keypoints: they come from a `part` (N, 24, 3) / `openpose` (N, 25, 3) array in the
-same file, or from a separate npz (same N and order, or keyed by `imgname`). See PROTOCOLS.md 1.
+same file, or from a separate npz (same N and order, or keyed by `imgname`). See docs/formats.md#h36m-protocol-2-npz.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pose_prior.io import atomic_save
-from pose_prior.keypoints import H36M17_TO_SPIN24
+from pose_prior.body_model.keypoints import H36M17_TO_SPIN24
+from pose_prior.io import atomic_savez
 
 P2_KEYS = ("imgname", "center", "scale", "S")
 KEYPOINT_KEYS = {"part": ("spin24", 24), "openpose": ("openpose25", 25)}
@@ -29,7 +29,7 @@ HOW_TO_MAKE_KEYPOINTS = (
     "same order as the P2 file or with an `imgname` array to match by name. From raw H3.6M "
     "(MyPoseFeatures/D2_Positions/<seq>.cdf, camera 60457274, every 5th frame): "
     "part[global_idx, :2] = D2[h36m_idx], part[global_idx, 2] = 1 "
-    "(pose_prior.keypoints.h36m32_to_spin24, then datamodules.h36m.reader.write_keypoint_file)."
+    "(pose_prior.body_model.keypoints.h36m32_to_spin24, then datamodules.h36m.reader.write_keypoint_file)."
 )
 
 
@@ -100,12 +100,8 @@ def _keypoints_from(arrays: dict[str, np.ndarray], path: Path, key: str | None) 
     return kps, layout, f"{path}:{k}"
 
 
-def read_h36m_p2(
-    path: str | os.PathLike,
-    keypoints_path: str | os.PathLike | None = None,
-    keypoint_key: str | None = None,
-) -> H36MEvalData:
-    """Read the P2 npz and the 2D keypoints (from `keypoints_path` if given, else `part`/`openpose` in it)."""
+def read_p2_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every array of a P2 npz, with P2_KEYS checked and converted (`imgname` str, the others float64)."""
     path = Path(path)
     arrays = _load_npz(path)
     missing = [k for k in P2_KEYS if k not in arrays]
@@ -113,13 +109,26 @@ def read_h36m_p2(
         raise H36MFileError(f"{path}: missing key(s) {missing}; an H3.6M P2 file has {list(P2_KEYS)}")
     imgname = _strings(arrays["imgname"], path, "imgname")
     N = imgname.shape[0]
-    center = _floats(arrays["center"], (N, 2), path, "center")
-    scale = _floats(arrays["scale"], (N,), path, "scale")
     S = _floats(arrays["S"], (N, 24, 4), path, "S")
     if not np.isin(S[..., 3], (0.0, 1.0)).all():
         raise H36MFileError(f"{path}: key 'S' column 3 must be 0/1 validity flags")
     if np.abs(S[:, UNUSED_SPIN24_ROWS]).max(initial=0.0) != 0.0:
         raise H36MFileError(f"{path}: key 'S' rows {UNUSED_SPIN24_ROWS} must be all zero (unused SPIN-24 joints)")
+    arrays.update(imgname=imgname, S=S, center=_floats(arrays["center"], (N, 2), path, "center"),
+                  scale=_floats(arrays["scale"], (N,), path, "scale"))
+    return arrays
+
+
+def read_h36m_p2(
+    path: str | os.PathLike,
+    keypoints_path: str | os.PathLike | None = None,
+    keypoint_key: str | None = None,
+) -> H36MEvalData:
+    """Read the P2 npz and the 2D keypoints (from `keypoints_path` if given, else `part`/`openpose` in it)."""
+    path = Path(path)
+    arrays = read_p2_arrays(path)
+    imgname, center, scale, S = (arrays[k] for k in P2_KEYS)
+    N = imgname.shape[0]
 
     if keypoints_path is not None:
         kp_path = Path(keypoints_path)
@@ -162,35 +171,7 @@ def write_keypoint_file(path: str | os.PathLike, imgname: np.ndarray, part: np.n
     part = np.asarray(part, dtype=np.float64)
     if part.ndim != 3 or part.shape[1:] != (24, 3) or part.shape[0] != imgname.shape[0]:
         raise ValueError(f"part must be (N, 24, 3) with N = len(imgname) = {imgname.shape[0]}, got {part.shape}")
-
-    def writer(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, imgname=imgname, part=part)
-
-    atomic_save(path, writer)
-
-
-def load_j_regressor_h36m(path: str | os.PathLike, num_vertices: int | None = None) -> np.ndarray:
-    """Load SPIN's J_regressor_h36m.npy ((17, V) float64, Fortran order) as a C-ordered float64 array."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file (SPIN's data/J_regressor_h36m.npy)")
-    try:
-        reg = np.load(path, allow_pickle=False)
-    except ValueError as err:
-        raise H36MFileError(f"{path}: not a plain .npy array ({err})") from err
-    if reg.dtype.kind != "f":
-        raise H36MFileError(f"{path}: expected a float64 array, got dtype {reg.dtype}")
-    if reg.ndim != 2 or reg.shape[0] != 17:
-        raise H36MFileError(f"{path}: expected shape (17, V), got {reg.shape}")
-    if num_vertices is not None and reg.shape[1] != num_vertices:
-        raise H36MFileError(
-            f"{path}: regressor has {reg.shape[1]} vertex columns but the body model has {num_vertices} vertices "
-            "(SPIN's file is for SMPL's 6890-vertex mesh; the open model needs its own regressor)"
-        )
-    if not np.isfinite(reg).all():
-        raise H36MFileError(f"{path}: contains non-finite values")
-    return np.ascontiguousarray(reg, dtype=np.float64)
+    atomic_savez(path, imgname=imgname, part=part)
 
 
 class H36MEvalDataset(Dataset):

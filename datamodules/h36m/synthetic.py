@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pose_prior.camera import perspective_project
-from pose_prior.io import atomic_save
-from pose_prior.keypoints import H36M17_TO_SPIN24
+from pose_prior.body_model.keypoints import H36M17_TO_SPIN24
+from pose_prior.fitting.camera import perspective_project
+from pose_prior.io import atomic_savez
 from pose_prior.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 CROP_RES = 224
@@ -92,12 +92,7 @@ def synthesize_h36m(
 def write_synthetic_h36m(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
     """Write the arrays as an npz, atomically."""
     path = Path(path)
-
-    def writer(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-
-    atomic_save(path, writer)
+    atomic_savez(path, **arrays)
     return path
 
 
@@ -120,7 +115,7 @@ def ensure_synthetic_h36m(
 ) -> Path:
     """Write the synthetic file at `path` unless it exists; returns the path."""
     from pose_prior.body_model import load_body_model
-    from pose_prior.h36m_regressor import h36m_regressor_for
+    from pose_prior.body_model.h36m_regressor import h36m_regressor_for
 
     path = Path(path)
     if path.is_file():

@@ -10,15 +10,13 @@ import numpy as np
 import scipy.sparse
 
 from pose_prior.body_model.loading import REQUIRED_KEYS
-from pose_prior.body_model.safe_pickle import restricted_load
-from pose_prior.io import atomic_save
+from pose_prior.io import atomic_savez
+from pose_prior.safe_pickle import restricted_load_dict
 
 
 def pkl_to_arrays(path: Path) -> dict[str, np.ndarray]:
     """Every numeric array (sparse made dense) and string of the pickled model dict."""
-    loaded = restricted_load(path)
-    if not isinstance(loaded, dict):
-        raise ValueError(f"{path}: expected a pickled dict of model arrays, got {type(loaded).__name__}")
+    loaded = restricted_load_dict(path, "model arrays")
     arrays = {}
     for key, value in loaded.items():
         if scipy.sparse.issparse(value):
@@ -46,12 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-
-    atomic_save(args.output, write)
+    atomic_savez(args.output, compressed=True, **arrays)
     print(f"wrote {args.output} ({', '.join(sorted(arrays))})")
     return 0
 

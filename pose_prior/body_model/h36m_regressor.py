@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-ASSETS_DIR = Path(__file__).resolve().parent / "body_model" / "assets"
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 OPEN_H36M_REGRESSORS = {
     "open": ASSETS_DIR / "open_smpl_J_regressor_h36m.npy",
     "open-light": ASSETS_DIR / "open_light_smpl_J_regressor_h36m.npy",
@@ -21,18 +21,28 @@ OPEN_H36M_REGRESSORS = {
 
 
 def load_h36m_regressor(path: str | os.PathLike, num_vertices: int | None = None) -> np.ndarray:
-    """(17, V) float64 C-ordered regressor from an .npy file (SPIN's layout), checked against num_vertices."""
+    """(17, V) float64 C-ordered regressor from an .npy file, checked against num_vertices.
+
+    SPIN's data/J_regressor_h36m.npy is stored (17, 6890) float64 in Fortran order; the copy is C-ordered.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (an H3.6M joint regressor, e.g. SPIN's data/J_regressor_h36m.npy)")
-    reg = np.load(path, allow_pickle=False)
-    if reg.ndim != 2 or reg.shape[0] != 17 or reg.dtype.kind != "f":
-        raise ValueError(f"{path}: expected a float (17, V) array, got {reg.dtype} {reg.shape}")
+    try:
+        reg = np.load(path, allow_pickle=False)
+    except ValueError as err:  # an object array needs pickle
+        raise ValueError(f"{path}: not a plain .npy array ({err})") from err
+    if reg.dtype.kind != "f":
+        raise ValueError(f"{path}: expected a float64 array, got dtype {reg.dtype}")
+    if reg.ndim != 2 or reg.shape[0] != 17:
+        raise ValueError(f"{path}: expected shape (17, V), got {reg.shape}")
     if num_vertices is not None and reg.shape[1] != num_vertices:
         raise ValueError(
-            f"{path}: regressor has {reg.shape[1]} vertex columns, the body model {num_vertices} vertices "
+            f"{path}: regressor has {reg.shape[1]} vertex columns but the body model has {num_vertices} vertices "
             "(SPIN's file is for SMPL's 6890-vertex mesh; the open models have their own regressor)"
         )
+    if not np.isfinite(reg).all():
+        raise ValueError(f"{path}: contains non-finite values")
     return np.ascontiguousarray(reg, dtype=np.float64)
 
 

@@ -1,7 +1,7 @@
 """Keypoint layouts (SPIN-24/49, OpenPose BODY_25, COCO-17, H3.6M-17) and how a body model produces them.
 
 Everything here is data from SPIN:constants.py, SPIN's preprocessing scripts and smplx (see
-/work/shared/PROTOCOLS.md sections 1-3). Indices are 0-based.
+docs/protocols.md#joint-orders-and-keypoint-layouts). Indices are 0-based.
 
 A `KeypointMap` says how each keypoint of a layout is obtained from a body model's output: a kinematic
 joint, a landmark vertex, or a row of a vertex regressor (all expressed as one (K, V) regressor plus a

@@ -84,11 +84,9 @@ def read_model_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
             wanted = [k for k in (*REQUIRED_KEYS, "posedirs", *HAND_KEYS) if k in keys]
             raw = {k: data[k] for k in wanted}
     elif path.suffix == ".pkl":
-        from pose_prior.body_model.safe_pickle import restricted_load
+        from pose_prior.safe_pickle import restricted_load_dict
 
-        loaded = restricted_load(path)
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: expected a pickled dict of model arrays, got {type(loaded).__name__}")
+        loaded = restricted_load_dict(path, "model arrays")
         raw = {k: v for k, v in loaded.items() if k in (*REQUIRED_KEYS, "posedirs", *HAND_KEYS)}
     else:
         raise ValueError(f"{path}: unknown body model format {path.suffix!r}, expected .pkl or .npz")

@@ -102,6 +102,21 @@ class BodyModel(nn.Module):
         return self.v_template.dtype
 
     @property
+    def rest_joints(self) -> torch.Tensor:
+        """(J, 3) joints of the neutral-shape rest pose."""
+        return self._rest_joints
+
+    @property
+    def body_weights(self) -> torch.Tensor:
+        """(V, 22) skinning weights on the root and the 21 body joints (hand weights merged into the wrists)."""
+        return self._body_weights
+
+    @property
+    def body_ancestor(self) -> torch.Tensor:
+        """(J,) long: the posed joint (root or body joint) each joint moves rigidly with under a 63-d pose."""
+        return self._body_ancestor
+
+    @property
     def device(self) -> torch.device:
         return self.v_template.device
 

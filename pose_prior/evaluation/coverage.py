@@ -5,7 +5,7 @@ Recall: for `num_references` bodies drawn (seeded) from a split, the Eq. 5 dista
 nearest body of the split (all of it, or a seeded subsample of `precision_database` rows). Bodies have
 neutral shape and zero global orientation; distances are reported in mm.
 
-Both searches stream (`pose_prior.nearest.StreamingNearestMesh`): only one chunk of bodies is held at a
+Both searches stream (`pose_prior.evaluation.nearest.StreamingNearestMesh`): only one chunk of bodies is held at a
 time, so memory does not grow with `num_generated` or the split size. Work is cut into chunks whose
 content depends only on (seed, chunk id), never on the process count: generated chunk c holds global
 indices c*chunk_size ..., drawn from a generator seeded by (seed, c). Under torch.distributed rank r
@@ -26,7 +26,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from pose_prior.nearest import StreamingNearestMesh, all_reduce_nearest
+from pose_prior.body_model.posing import as_vertices
+from pose_prior.evaluation.nearest import StreamingNearestMesh, all_reduce_nearest
+from pose_prior.evaluation.statistics import summary_statistics
+from pose_prior.priors.base import Prior
+from pose_prior.progress import Progress
+from pose_prior.rows import sample_rows, take_rows
 
 MM_PER_M = 1000.0
 GENERATED_STREAM, PRECISION_STREAM = 0, 1  # independent seed streams for recall and precision samples
@@ -37,28 +42,6 @@ def chunk_seed(seed: int, stream: int, chunk_id: int) -> int:
     """A 63-bit seed for one chunk, a function of (seed, stream, chunk id) only."""
     state = np.random.SeedSequence([int(seed), int(stream), int(chunk_id)]).generate_state(2, dtype=np.uint32)
     return int(state[0]) << 31 | int(state[1]) >> 1
-
-
-def sample_rows(num_rows: int, size: int | None, seed: int) -> np.ndarray:
-    """Sorted row ids: `size` distinct rows drawn with `seed` (all rows when size is None or >= num_rows)."""
-    if num_rows <= 0:
-        raise ValueError("cannot draw reference bodies from an empty split")
-    if size is None or size >= num_rows:
-        return np.arange(num_rows, dtype=np.int64)
-    return np.sort(np.random.default_rng(seed).choice(num_rows, size=int(size), replace=False)).astype(np.int64)
-
-
-def take_rows(source: Any, ids: np.ndarray) -> torch.Tensor:
-    """Rows `ids` (sorted int64) of a pose array (N, 63): numpy array / memmap, tensor, or PoseArrayDataset."""
-    if isinstance(source, torch.Tensor):
-        rows = source[torch.from_numpy(ids).to(source.device)]
-    elif isinstance(source, np.ndarray):
-        rows = torch.from_numpy(np.take(source, ids, axis=0))
-    else:  # e.g. datamodules.amass.PoseArrayDataset: dataset[int64 ids] -> (k, 63)
-        rows = torch.as_tensor(source[ids])
-    if rows.dim() != 2 or rows.shape[1] != 63:
-        raise ValueError(f"expected body poses of shape (N, 63), got rows of shape {tuple(rows.shape)}")
-    return rows.float()
 
 
 def rank_chunks(total: int, chunk_size: int, rank: int = 0, world: int = 1) -> Iterator[tuple[int, int, int]]:
@@ -72,34 +55,25 @@ def rank_chunks(total: int, chunk_size: int, rank: int = 0, world: int = 1) -> I
 
 
 # --- bodies -------------------------------------------------------------------------------------
-def _as_vertices(out: Any) -> torch.Tensor:
-    return out.vertices if hasattr(out, "vertices") else out
-
-
 @torch.no_grad()
 def pose_vertices(body_model: nn.Module, body_pose: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
     """(N, 63) body poses -> (N, V, 3) vertices in metres (neutral shape, zero orientation), chunked."""
-    return torch.cat([_as_vertices(body_model(p)).reshape(p.shape[0], -1, 3) for p in body_pose.split(chunk)])
+    return torch.cat([as_vertices(body_model(p)).reshape(p.shape[0], -1, 3) for p in body_pose.split(chunk)])
 
 
 @torch.no_grad()
-def generate_bodies(prior: nn.Module, body_model: nn.Module, n: int, seed: int, device: torch.device | str,
+def generate_bodies(prior: Prior, body_model: nn.Module, n: int, seed: int, device: torch.device | str,
                     return_poses: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """n bodies (n, V, 3) from the prior, latents drawn from a CPU generator seeded with `seed`."""
     z = prior.sample(n, generator=torch.Generator().manual_seed(seed)).to(device)
-    if hasattr(prior, "vertices"):  # FrozenPrior: rotation matrices straight into the body model
-        vertices = _as_vertices(prior.vertices(z, body_model))
-    else:
-        vertices = pose_vertices(body_model, prior.decode(z))
-    vertices = vertices.reshape(n, -1, 3)
+    vertices = prior.vertices(z, body_model).reshape(n, -1, 3)
     return (vertices, prior.decode(z)) if return_poses else vertices
 
 
 # --- results ------------------------------------------------------------------------------------
 def distance_stats(distance_mm: torch.Tensor | np.ndarray) -> dict[str, float]:
-    """mean, std (population), median (numpy: mean of the middle two for even counts) in mm, float64."""
-    d = np.asarray(torch.as_tensor(distance_mm).double().cpu())
-    return {"mean_mm": float(d.mean()), "std_mm": float(d.std()), "median_mm": float(np.median(d)), "count": int(d.size)}
+    """mean_mm, variance_mm2, std_mm, median_mm (the true median), count: float64, numpy's definitions."""
+    return summary_statistics(distance_mm, unit="_mm")
 
 
 @dataclass
@@ -139,6 +113,15 @@ class CoverageResult:
 
 
 # --- the evaluation -----------------------------------------------------------------------------
+def farthest_generated(result: CoverageResult, split: str = "train", count: int = 10
+                       ) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
+    """Paper Fig. 4: the `count` precision samples farthest (Eq. 5) from `split` -> their poses (k, 63), the
+    row ids of their nearest `split` bodies (k,) and the distances (k,) in mm, farthest first."""
+    near = result.precision[split]
+    order = torch.argsort(near.distance_mm, descending=True)[:count]
+    return result.generated_poses[order], near.index[order].cpu().numpy(), near.distance_mm[order]
+
+
 def _reduce(state: StreamingNearestMesh, world: int) -> tuple[torch.Tensor, torch.Tensor]:
     dist, index = state.compute()
     if world > 1:
@@ -148,7 +131,7 @@ def _reduce(state: StreamingNearestMesh, world: int) -> tuple[torch.Tensor, torc
 
 @torch.no_grad()
 def evaluate_coverage(
-    prior: nn.Module,
+    prior: Prior,
     body_model: nn.Module,
     train_poses: Any,
     test_poses: Any | None = None,
@@ -162,12 +145,14 @@ def evaluate_coverage(
     world: int = 1,
     precision_database: int | None = None,
     nearest_kwargs: Mapping[str, Any] | None = None,
+    progress: bool = True,
 ) -> CoverageResult:
     """Recall and precision (Eq. 5, mm) of `prior` against the train (and test) poses (N, 63).
 
     Every process of a torch.distributed group calls this with its `rank` and `world`; all get the
     same (reduced) result, equal to the single-process one. `precision_database` caps the rows of each
-    split searched for precision (seeded subsample; None = the whole split).
+    split searched for precision (seeded subsample; None = the whole split). `progress`: rank 0 prints
+    bodies done, rate and ETA to stderr every few seconds (the paper's size runs for hours).
     """
     if world > 1 and not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         raise RuntimeError(f"evaluate_coverage(world={world}) needs an initialised torch.distributed group")
@@ -189,11 +174,16 @@ def evaluate_coverage(
         ref_vertices = pose_vertices(body_model, ref_poses[split].to(device), chunk_size)
         recall_state[split] = StreamingNearestMesh(ref_vertices, **nearest_kwargs)
         del ref_vertices
-    for chunk_id, offset, n in rank_chunks(num_generated, chunk_size, rank, world):
-        bodies = generate_bodies(prior, body_model, n, chunk_seed(seed, GENERATED_STREAM, chunk_id), device)
-        for state in recall_state.values():
-            state.update(bodies, offset)
-        del bodies
+    share = f" (rank 0's share of {world})" if world > 1 else ""  # progress counts this rank's chunks only
+    my_chunks = list(rank_chunks(num_generated, chunk_size, rank, world))
+    with Progress(f"coverage recall{share}", sum(n for _, _, n in my_chunks), unit="bodies", enabled=progress,
+                  rank=rank) as bar:
+        for chunk_id, offset, n in my_chunks:
+            bodies = generate_bodies(prior, body_model, n, chunk_seed(seed, GENERATED_STREAM, chunk_id), device)
+            for state in recall_state.values():
+                state.update(bodies, offset)
+            del bodies
+            bar.update(n)
 
     # Precision: the same generated samples on every rank; each rank streams its chunks of the split.
     parts = [generate_bodies(prior, body_model, n, chunk_seed(seed, PRECISION_STREAM, c), device, return_poses=True)
@@ -201,14 +191,17 @@ def evaluate_coverage(
     query_vertices = torch.cat([v for v, _ in parts])  # (Q, V, 3)
     generated_poses = torch.cat([p for _, p in parts]).float().cpu()  # (Q, 63)
     del parts
-    precision_state, database_rows = {}, {}
-    for split, source in splits.items():
-        database_rows[split] = sample_rows(len(source), precision_database, seed + 1)
-        state = StreamingNearestMesh(query_vertices, **nearest_kwargs)
-        for _, offset, n in rank_chunks(len(database_rows[split]), chunk_size, rank, world):
-            poses = take_rows(source, database_rows[split][offset:offset + n]).to(device)
-            state.update(pose_vertices(body_model, poses, chunk_size), offset)
-        precision_state[split] = state
+    precision_state = {}
+    database_rows = {split: sample_rows(len(source), precision_database, seed + 1) for split, source in splits.items()}
+    my_rows = sum(n for rows_ in database_rows.values() for _, _, n in rank_chunks(len(rows_), chunk_size, rank, world))
+    with Progress(f"coverage precision{share}", my_rows, unit="bodies", enabled=progress, rank=rank) as bar:
+        for split, source in splits.items():
+            state = StreamingNearestMesh(query_vertices, **nearest_kwargs)
+            for _, offset, n in rank_chunks(len(database_rows[split]), chunk_size, rank, world):
+                poses = take_rows(source, database_rows[split][offset:offset + n]).to(device)
+                state.update(pose_vertices(body_model, poses, chunk_size), offset)
+                bar.update(n)
+            precision_state[split] = state
     del query_vertices
 
     recall, precision = {}, {}

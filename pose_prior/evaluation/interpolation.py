@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pose_prior.metrics import mesh_distance
+from pose_prior.evaluation.distance import mesh_distance
+from pose_prior.evaluation.statistics import summary_statistics
+from pose_prior.priors.base import Prior
 
 
 def consecutive_distances(vertices: torch.Tensor) -> torch.Tensor:
@@ -35,37 +37,61 @@ def smoothness_ratio(steps: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     return steps.max(dim=1).values / steps.min(dim=1).values.clamp_min(eps)
 
 
+MIN_ENDPOINT_MM = 0.1  # endpoints decoded closer than this are one body: the pair has no path to measure
+
+
 @dataclass
 class InterpolationStats:
+    """Per pair of one evaluation; `valid` marks the pairs the statistics and the curve are taken over."""
+
     ratio: torch.Tensor  # (P,) Eq. 6 per pair
     normalised: torch.Tensor  # (P, n) per-step distances / (D(M_0, M_n) / n)
     steps_mm: torch.Tensor  # (P, n) per-step distances in mm
     endpoint_mm: torch.Tensor  # (P,) D(M_0, M_n) in mm
+    inversion_mm: torch.Tensor  # (P, 2) Eq. 5 from each decoded endpoint to the body it inverts (0: given meshes)
+    degenerate: torch.Tensor  # (P,) bool: endpoints decode to one body, or a step of length 0
+    inversion_failed: torch.Tensor  # (P,) bool: an endpoint's inversion error exceeds the configured bound
 
-    def summary(self) -> dict[str, float]:
-        r = self.ratio.double()
+    @property
+    def valid(self) -> torch.Tensor:
+        return ~(self.degenerate | self.inversion_failed)
+
+    def summary(self) -> dict[str, float | int | None]:
+        """Eq. 6 ratio statistics over the valid pairs, the counts of excluded pairs, inversion errors."""
+        valid = self.valid
         return {
-            "ratio_mean": float(r.mean()),
-            "ratio_std": float(r.std(unbiased=False)) if len(r) > 1 else 0.0,
-            "ratio_median": float(r.median()),
-            "pairs": int(len(r)),
+            **summary_statistics(self.ratio[valid], prefix="ratio_"),
+            "pairs": int(len(self.ratio)),
+            "pairs_valid": int(valid.sum()),
+            "excluded_degenerate": int(self.degenerate.sum()),
+            "excluded_inversion": int((self.inversion_failed & ~self.degenerate).sum()),
+            **summary_statistics(self.inversion_mm, prefix="inversion_", unit="_mm"),
             "steps": int(self.normalised.shape[1]),
         }
 
     def mean_curve(self) -> torch.Tensor:
-        """(n,) the normalised step distance averaged over pairs (Fig. 5)."""
-        return self.normalised.double().mean(dim=0)
+        """(n,) the normalised step distance averaged over the valid pairs (Fig. 5); NaN with none valid."""
+        return self.normalised[self.valid].double().mean(dim=0)
 
 
-def interpolation_stats(vertices: torch.Tensor, unit_to_mm: float = 1000.0) -> InterpolationStats:
-    """(P, S, V, 3) interpolated meshes (endpoints included) -> Eq. 6 statistics."""
+def interpolation_stats(vertices: torch.Tensor, inversion_mm: torch.Tensor | None = None,
+                        max_inversion_mm: float | None = None, unit_to_mm: float = 1000.0) -> InterpolationStats:
+    """(P, S, V, 3) interpolated meshes (endpoints included) -> Eq. 6 statistics; `inversion_mm` (P, 2)
+    the endpoints' inversion errors, checked against `max_inversion_mm` (None: no bound)."""
     steps = consecutive_distances(vertices)
     endpoint = mesh_distance(vertices[:, 0], vertices[:, -1])
+    endpoint_mm = endpoint * unit_to_mm
+    inv = torch.zeros(len(steps), 2, dtype=steps.dtype, device=steps.device) if inversion_mm is None else inversion_mm
+    degenerate = (endpoint_mm <= MIN_ENDPOINT_MM) | (steps.min(dim=1).values <= 0) | ~torch.isfinite(steps).all(1)
+    failed = torch.zeros_like(degenerate) if max_inversion_mm is None else (inv > max_inversion_mm).any(1)
     return InterpolationStats(
         ratio=smoothness_ratio(steps),
         normalised=normalised_steps(steps, endpoint),
         steps_mm=steps * unit_to_mm,
-        endpoint_mm=endpoint * unit_to_mm,
+        endpoint_mm=endpoint_mm,
+        inversion_mm=inv.to(steps.dtype),
+        degenerate=degenerate,
+        inversion_failed=failed,
     )
 
 
@@ -81,10 +107,10 @@ def interpolation_pairs(num_rows: int, num_pairs: int, seed: int = 0) -> tuple[n
     return start.astype(np.int64), end.astype(np.int64)
 
 
-def evaluate_interpolation(prior: torch.nn.Module, body_model: torch.nn.Module, test_poses, num_pairs: int = 100,
+def evaluate_interpolation(prior: Prior, body_model: torch.nn.Module, test_poses, num_pairs: int = 100,
                            steps: int = 11, seed: int = 0, invert_kwargs: dict | None = None,
                            device: torch.device | str = "cpu", batch_size: int = 32, rank: int = 0,
-                           world: int = 1) -> InterpolationStats:
+                           world: int = 1, max_inversion_mm: float | None = None) -> InterpolationStats:
     """Eq. 6 statistics of `prior` on `num_pairs` seeded pairs of test bodies (N, 63).
 
     Both bodies of a pair are inverted with `prior.invert(pose, body_model, **invert_kwargs)`, the latents
@@ -92,9 +118,11 @@ def evaluate_interpolation(prior: torch.nn.Module, body_model: torch.nn.Module, 
     endpoints, so n = steps - 1 transitions) and decoded; d_i is Eq. 5 between consecutive meshes.
     Pairs are processed `batch_size` at a time (inversion holds per-sample Jacobians). Under
     torch.distributed (`world` > 1) rank r handles pairs r, r + world, ... and every rank returns the
-    statistics of all pairs in the original order (equal-shape all_gather of padded rows).
+    statistics of all pairs in the original order (equal-shape all_gather of padded rows). Each endpoint's
+    inversion error (Eq. 5 to its target) is recorded; pairs whose endpoints decode to one body, or whose
+    inversion error exceeds `max_inversion_mm`, are counted and left out of the statistics and the curve.
     """
-    from pose_prior.coverage import pose_vertices, take_rows
+    from pose_prior.rows import take_rows
 
     start, end = interpolation_pairs(len(test_poses), num_pairs, seed)
     mine = np.arange(rank, num_pairs, world)
@@ -106,23 +134,23 @@ def evaluate_interpolation(prior: torch.nn.Module, body_model: torch.nn.Module, 
     for i in range(0, len(mine), batch_size):
         poses = torch.cat([take_rows(test_poses, start[i:i + batch_size]),
                            take_rows(test_poses, end[i:i + batch_size])]).to(device)  # (2p, 63)
-        z = prior.invert(poses, body_model, **kwargs)  # (2p, dim)
+        z, err = prior.invert(poses, body_model, return_distance=True, **kwargs)  # (2p, dim), (2p,)
         p = z.shape[0] // 2
         with torch.no_grad():
             path = prior.interpolate(z[:p], z[p:], steps)  # (p, S, dim)
-            flat = path.reshape(p * steps, -1)
-            if hasattr(prior, "vertices"):
-                verts = prior.vertices(flat, body_model)
-            else:
-                verts = pose_vertices(body_model, prior.decode(flat))
-            parts.append(interpolation_stats(verts.reshape(p, steps, -1, 3)))
+            verts = prior.vertices(path.reshape(p * steps, -1), body_model)
+            inversion_mm = torch.stack([err[:p], err[p:]], dim=1) * 1000.0  # (p, 2)
+            parts.append(interpolation_stats(verts.reshape(p, steps, -1, 3), inversion_mm, max_inversion_mm))
     n = steps - 1
-    rows = torch.cat([torch.cat([s.ratio[:, None], s.normalised, s.steps_mm, s.endpoint_mm[:, None]], dim=1).double()
-                      for s in parts]) if parts else torch.zeros(0, 2 * n + 2, dtype=torch.float64, device=device)
+    width = 2 * n + 6  # ratio, normalised (n), steps (n), endpoint, inversion (2), degenerate, failed
+    rows = torch.cat([torch.cat([s.ratio[:, None], s.normalised, s.steps_mm, s.endpoint_mm[:, None], s.inversion_mm,
+                                 s.degenerate[:, None], s.inversion_failed[:, None]], dim=1).double()
+                      for s in parts]) if parts else torch.zeros(0, width, dtype=torch.float64, device=device)
     if world > 1:
         rows = _gather_pair_rows(rows, num_pairs, world)
     return InterpolationStats(ratio=rows[:, 0], normalised=rows[:, 1:1 + n], steps_mm=rows[:, 1 + n:1 + 2 * n],
-                              endpoint_mm=rows[:, -1])
+                              endpoint_mm=rows[:, 1 + 2 * n], inversion_mm=rows[:, 2 + 2 * n:4 + 2 * n],
+                              degenerate=rows[:, -2] > 0, inversion_failed=rows[:, -1] > 0)
 
 
 def _gather_pair_rows(rows: torch.Tensor, num_pairs: int, world: int) -> torch.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from pose_prior.keypoints import H36M_TO_J14, J24_TO_J14
+from pose_prior.body_model.keypoints import H36M_TO_J14, J24_TO_J14
 
 
 def _check_pair(pred: torch.Tensor, gt: torch.Tensor) -> None:

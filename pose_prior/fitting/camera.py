@@ -1,6 +1,6 @@
 """SMPLify camera: perspective projection, translation initialisation and the Geman-McClure robustifier.
 
-Conventions (PROTOCOLS.md section 4): rotation identity, focal length 5000 px for x and y,
+Conventions (docs/protocols.md#camera): rotation identity, focal length 5000 px for x and y,
 u = f (X + tx) / (Z + tz) + cx, v = f (Y + ty) / (Z + tz) + cy.
 """
 

@@ -30,13 +30,15 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 import torch
-from smplx.lbs import batch_rigid_transform
 from torch import nn
 
-from pose_prior.batched_lbfgs import batched_lbfgs
-from pose_prior.camera import GMOF_SIGMA, gmof, perspective_project
-from pose_prior.keypoints import KeypointMap, keypoint_map_for_body_model
-from pose_prior.rotations import axis_angle_to_matrix, body_pose_to_matrices
+from pose_prior.body_model.keypoint_body import KeypointBody
+from pose_prior.body_model.keypoints import KeypointMap, keypoint_map_for_body_model
+from pose_prior.fitting.camera import GMOF_SIGMA, gmof, perspective_project
+from pose_prior.fitting.lbfgs import batched_lbfgs
+from pose_prior.priors.base import Prior
+from pose_prior.priors.none import NoPrior
+from pose_prior.rotations import axis_angle_to_matrix
 
 # Keypoints SPIN's SMPLify ignores in the body stage (hip definitions differ between datasets and SMPL).
 SPIN_IGNORED_KEYPOINTS = ("OP Neck", "OP RHip", "OP LHip", "Right Hip", "Left Hip", "Neck", "RHip", "LHip")
@@ -47,7 +49,6 @@ TORSO_NAMES = {
     "spin_gt": ("Right Hip", "Left Hip", "Right Shoulder", "Left Shoulder"),
     "coco": ("right_hip", "left_hip", "right_shoulder", "left_shoulder"),
 }
-NUM_BODY_JOINTS = 21
 
 Monitor = Callable[[str, torch.Tensor], None]  # (stage, latent rows at an evaluation) -> None
 
@@ -97,65 +98,6 @@ class FitResult:
     iterations: Optional[torch.Tensor] = None  # (B,) L-BFGS iterations (camera + body stage)
     flipped: Optional[torch.Tensor] = None  # (B,) bool: the flipped orientation won
     start: Optional[torch.Tensor] = None  # (B,) long: index of the winning latent start
-
-
-class KeypointBody(nn.Module):
-    """Keypoints (B, K, 3) of a BodyModel without skinning the whole mesh (unavailable ones at `transl`).
-
-    Computes the kinematic chain and only the landmark vertices the KeypointMap reads (with pose blend
-    shapes if the model has them). Neutral shape (betas = 0), 63-d SMPL-H body pose.
-    """
-
-    def __init__(self, body_model: nn.Module, keypoint_map: KeypointMap) -> None:
-        super().__init__()
-        reg = keypoint_map.vertex_regressor.to(body_model.dtype)  # (K, V)
-        cols = torch.nonzero(reg.abs().sum(0) > 0)[:, 0]  # (S,)
-        self.layout = keypoint_map.layout
-        self.register_buffer("sub_regressor", reg[:, cols].contiguous())  # (K, S)
-        self.register_buffer("joint_ids", keypoint_map.joint_ids.clone())
-        self.register_buffer("available", keypoint_map.available.clone())
-        self.register_buffer("approximate", keypoint_map.approximate.clone())
-        num_posed = 1 + NUM_BODY_JOINTS
-        self.register_buffer("weights", body_model._body_weights[cols].contiguous())  # (S, 22)
-        self.register_buffer("rest_vertices", body_model.v_template[cols].contiguous())  # (S, 3)
-        self.register_buffer("rest_joints", body_model._rest_joints[:num_posed].contiguous())  # (22, 3)
-        self.register_buffer("rest_all", body_model._rest_joints.contiguous())  # (J, 3)
-        self.register_buffer("parents", body_model.parents[:num_posed].clone())
-        self.register_buffer("ancestor", body_model._body_ancestor.clone())  # (J,)
-        self.has_posedirs = bool(body_model.has_posedirs)
-        if self.has_posedirs:
-            pd = body_model.posedirs[: 9 * NUM_BODY_JOINTS].reshape(9 * NUM_BODY_JOINTS, -1, 3)
-            self.register_buffer("posedirs", pd[:, cols].reshape(9 * NUM_BODY_JOINTS, -1).contiguous())
-        self.num_keypoints = int(reg.shape[0])
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.rest_vertices.dtype
-
-    def forward(self, rot_root: torch.Tensor, rot_body: torch.Tensor, transl: torch.Tensor) -> torch.Tensor:
-        """rot_root (B, 3, 3), rot_body (B, 21, 3, 3), transl (B, 3) -> keypoints (B, K, 3)."""
-        B = rot_body.shape[0]
-        rots = torch.cat([rot_root[:, None], rot_body], 1).to(self.dtype)  # (B, 22, 3, 3)
-        rest = self.rest_joints[None].expand(B, -1, -1).contiguous()
-        _, transforms = batch_rigid_transform(rots, rest, self.parents, dtype=self.dtype)
-        top = transforms[:, :, :3, :]  # (B, 22, 3, 4)
-        v = self.rest_vertices[None]  # (1, S, 3)
-        if self.has_posedirs:
-            eye = torch.eye(3, dtype=self.dtype, device=rots.device)
-            feature = (rots[:, 1:] - eye).reshape(B, -1)  # (B, 189)
-            v = v + (feature @ self.posedirs).reshape(B, -1, 3)
-        blended = torch.einsum("sp,bpij->bsij", self.weights, top)  # (B, S, 3, 4)
-        verts = (blended[..., :3] @ v[..., None].expand(B, -1, -1, -1))[..., 0] + blended[..., 3]  # (B, S, 3)
-        from_vertices = torch.einsum("ks,bsc->bkc", self.sub_regressor, verts)  # (B, K, 3)
-        ids = self.joint_ids.clamp(min=0)
-        anc = self.ancestor[ids]  # (K,)
-        rest_homo = torch.cat([self.rest_all, torch.ones_like(self.rest_all[:, :1])], 1)  # (J, 4)
-        rest_sel = rest_homo[ids]  # (K, 4): joint j moves rigidly with its body ancestor: T_anc [rest_j, 1]
-        from_joints = (top[:, anc] @ rest_sel[None, :, :, None])[..., 0]  # (B, K, 3)
-        out = torch.where((self.joint_ids >= 0)[None, :, None], from_joints, from_vertices)
-        out = out * self.available[None, :, None].to(out.dtype)
-        # unavailable keypoints sit at the translation (finite projection; their confidence is forced to 0)
-        return out + transl[:, None, :].to(out.dtype)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -260,75 +202,31 @@ def vars_to_camera(uvw: torch.Tensor, focal: float) -> torch.Tensor:
     return torch.cat([uvw[:, :2] * TXY_UNIT_PX * tz / focal, tz], -1)
 
 
-# ------------------------------------------------------------------------------------------------
-# Priors
-# ------------------------------------------------------------------------------------------------
+class _PriorInFit:
+    """The prior as the fit sees it: its latent, decoded and penalised in the prior's dtype, the rest
+    of the fit in the body model's (e.g. a float32 prior inside a float64 fit)."""
 
-
-class _PoseParam:
-    """How the pose variable maps to rotation matrices, its projection, penalty and initial values."""
-
-    def __init__(self, prior: Optional[nn.Module], settings: FitSettings, dtype: torch.dtype, device) -> None:
-        self.prior = prior
-        self.settings = settings
-        self.dtype = dtype
-        self.device = device
-        self.kind = "none" if prior is None else str(prior.latent_type)
-        self.dim = 3 * NUM_BODY_JOINTS if prior is None else int(prior.latent_dim)
+    def __init__(self, prior: Prior, dtype: torch.dtype, device: torch.device) -> None:
+        self.prior, self.dtype, self.device, self.dim = prior, dtype, device, int(prior.latent_dim)
 
     def matrices(self, z: torch.Tensor) -> torch.Tensor:
         """(R, dim) -> (R, 21, 3, 3)."""
-        if self.prior is None:
-            return body_pose_to_matrices(z)
-        return self.prior.decode_matrices(z.to(self._prior_dtype())).to(self.dtype)
+        return self.prior.decode_matrices(z.to(self.prior.dtype)).to(self.dtype)
 
     def body_pose(self, z: torch.Tensor) -> torch.Tensor:
-        if self.prior is None:
-            return z
-        return self.prior.decode(z.to(self._prior_dtype())).to(self.dtype)
-
-    def _prior_dtype(self) -> torch.dtype:
-        return self.prior._param().dtype
+        return self.prior.decode(z.to(self.prior.dtype)).to(self.dtype)
 
     def project(self, z: torch.Tensor) -> torch.Tensor:
-        if self.kind in ("S", "U"):
-            return self.prior.project(z)
-        return z
+        return self.prior.project(z) if self.prior.constrained else z
 
-    @property
-    def projects(self) -> bool:
-        return self.kind in ("S", "U")
+    def penalty(self, z: torch.Tensor, settings: FitSettings) -> Optional[torch.Tensor]:
+        return self.prior.fit_penalty(z, settings)
 
-    def penalty(self, z: torch.Tensor) -> Optional[torch.Tensor]:
-        s = self.settings
-        if self.kind == "pose" and hasattr(self.prior, "prior_penalty") and s.gmm_weight > 0:
-            return s.gmm_weight**2 * self.prior.prior_penalty(z).to(z.dtype)
-        if self.kind in ("S", "U", "N") and s.latent_l2_weight > 0:
-            return s.latent_l2_weight**2 * z.square().sum(-1)
-        return None
-
-    def starts(self) -> torch.Tensor:
+    def starts(self, settings: FitSettings) -> torch.Tensor:
         """(R, dim) initial values, identical for every sample."""
-        s = self.settings
-        R = max(1, int(s.restarts))
-        zeros = torch.zeros(1, self.dim, dtype=self.dtype, device=self.device)
-        if self.kind == "none":
-            return zeros.expand(R, -1).clone()
-        if self.kind == "pose":
-            mean = self.prior.mean_pose().to(self.dtype).to(self.device)[None] if hasattr(self.prior, "mean_pose") else zeros
-            if R == 1:
-                return mean
-            g = torch.Generator().manual_seed(s.seed)
-            extra = self.prior.sample(R - 1, generator=g).to(self.dtype).to(self.device)
-            return torch.cat([mean, extra])
-        g = torch.Generator().manual_seed(s.seed)
-        cand = self.prior.sample(max(s.candidates, R), generator=g).to(self.dtype).to(self.device)
-        with torch.no_grad():
-            neutral = self.body_pose(cand).norm(dim=-1)  # (C,) distance of the decoded pose from the rest pose
-        order = torch.argsort(neutral)
-        if self.kind == "S":
-            return cand[order[:R]]
-        return torch.cat([zeros, cand[order[: R - 1]]])
+        R = max(1, int(settings.restarts))
+        starts = self.prior.fit_starts(R, settings.candidates, settings.seed)
+        return starts.to(dtype=self.dtype, device=self.device)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -337,7 +235,7 @@ class _PoseParam:
 
 
 def fit_keypoints(
-    prior: Optional[nn.Module],
+    prior: Optional[Prior],
     body_model: nn.Module,
     keypoints: torch.Tensor,
     layout: str | KeypointMap = "spin24",
@@ -386,9 +284,9 @@ def fit_keypoints(
         body_conf[:, ignore] = 0.0
     torso = _torso_mask(conf, _torso_indices(names), available)  # (B, K)
 
-    param = _PoseParam(prior, s, dtype, device)
+    param = _PriorInFit(NoPrior().to(device=device, dtype=dtype) if prior is None else prior, dtype, device)
     D = param.dim
-    starts = param.starts()[:, None].expand(-1, B, -1).clone()  # (R, B, D)
+    starts = param.starts(s)[:, None].expand(-1, B, -1).clone()  # (R, B, D)
     if init_latent is not None:
         if init_latent.shape != (B, D):
             raise ValueError(f"init_latent must be ({B}, {D}), got {tuple(init_latent.shape)}")
@@ -445,7 +343,7 @@ def fit_keypoints(
         t = vars_to_camera(x[:, D + 3:], s.focal)
         pts = keypoint_body(axis_angle_to_matrix(x[:, D:D + 3]), param.matrices(z), t)
         proj = perspective_project(pts, torch.zeros_like(t), s.focal, ctr_n[: x.shape[0]])
-        return reprojection_loss(proj, kp_n[: x.shape[0]], conf_n[: x.shape[0]], s.sigma), param.penalty(z)
+        return reprojection_loss(proj, kp_n[: x.shape[0]], conf_n[: x.shape[0]], s.sigma), param.penalty(z, s)
 
     def body_loss(x: torch.Tensor) -> torch.Tensor:
         if monitor is not None:
@@ -454,7 +352,7 @@ def fit_keypoints(
         return data if pen is None else data + pen
 
     if s.body_iters > 0:
-        res = batched_lbfgs(body_loss, x_body, project=project if param.projects else None,
+        res = batched_lbfgs(body_loss, x_body, project=project if param.prior.constrained else None,
                             max_iter=s.body_iters, history_size=s.history_size, ftol=s.ftol, gtol=s.gtol)
         x_fin, body_iters = project(res.x.detach()), res.iterations
     else:

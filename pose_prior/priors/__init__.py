@@ -1,9 +1,39 @@
-"""Baseline priors behind the frozen-prior interface: VPoser (latent N) and the GMM (no latent).
+"""Pose priors behind one interface (`Prior`): the GAN priors, VPoser, the GMM, and "none".
 
-Importing this package registers the "vposer" and "gmm" kinds with `pose_prior.frozen_prior.load_prior`.
+`load_prior(path)` reads a prior file of any registered kind; `register_prior_kind` adds a kind. Names
+are resolved on first use, so loading one kind of file does not import the modules of the others.
 """
 
-from pose_prior.priors.gmm_prior import GMMPrior, save_gmm_prior
-from pose_prior.priors.vposer_prior import VPoserPrior, save_vposer_prior
+from __future__ import annotations
 
-__all__ = ["GMMPrior", "VPoserPrior", "save_gmm_prior", "save_vposer_prior"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Prior": "pose_prior.priors.base",
+    "LatentPrior": "pose_prior.priors.base",
+    "PosePrior": "pose_prior.priors.base",
+    "GANPrior": "pose_prior.priors.gan.prior",
+    "save_prior": "pose_prior.priors.gan.prior",
+    "VPoserPrior": "pose_prior.priors.vposer.prior",
+    "GMMPrior": "pose_prior.priors.gmm.prior",
+    "NoPrior": "pose_prior.priors.none",
+    "load_prior": "pose_prior.priors.file_format",
+    "prior_from_payload": "pose_prior.priors.file_format",
+    "prior_kinds": "pose_prior.priors.file_format",
+    "register_prior_kind": "pose_prior.priors.file_format",
+    "write_prior_file": "pose_prior.priors.file_format",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'pose_prior.priors' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_EXPORTS))
+
+
+__all__ = sorted(_EXPORTS)

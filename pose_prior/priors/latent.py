@@ -25,6 +25,7 @@ class LatentSpace:
     """Base class: a distribution over R^dim with a support, a projection and an interpolation."""
 
     name: str = ""
+    constrained: bool = False  # the support is not all of R^dim: `project` after every optimisation step
 
     def __init__(self, dim: int = 32) -> None:
         if int(dim) < 1:
@@ -60,6 +61,14 @@ class LatentSpace:
     def project(self, z: torch.Tensor) -> torch.Tensor:
         """Project (..., dim) onto the support of the distribution."""
         return z
+
+    def mode(self, dtype: torch.dtype, device: torch.device | str | None = None) -> torch.Tensor | None:
+        """(dim,) the central latent (N's mode, U's centre): a fit's first start; None where there is none (S)."""
+        return torch.zeros(self.dim, dtype=dtype, device=device)
+
+    def tangent(self, jacobian: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Restrict Jacobians (B, M, dim) at z (B, dim) to directions that stay on the support."""
+        return jacobian
 
     # --- interpolation ---------------------------------------------------------------------------
     def interpolate(self, z0: torch.Tensor, z1: torch.Tensor, steps: int) -> torch.Tensor:
@@ -102,6 +111,7 @@ class UniformLatent(LatentSpace):
     """GAN-U: z ~ U([-1, 1]^dim); projection clamps to the box."""
 
     name = "U"
+    constrained = True
 
     def _sample(self, shape, generator, device, dtype) -> torch.Tensor:
         return torch.rand(shape, generator=generator, device=device, dtype=dtype) * 2.0 - 1.0
@@ -114,6 +124,7 @@ class SphericalLatent(LatentSpace):
     """GAN-S: z = x / ||x|| with x ~ N(0, I); projection normalises; interpolation is SLERP (Eq. 3)."""
 
     name = "S"
+    constrained = True
     small_angle = 1e-6  # below this angle (or sin of the angle near pi) the special cases apply
 
     def _sample(self, shape, generator, device, dtype) -> torch.Tensor:
@@ -126,6 +137,15 @@ class SphericalLatent(LatentSpace):
         e0 = torch.zeros_like(z)
         e0[..., 0] = 1.0
         return torch.where(tiny, e0, z / norm.clamp_min(torch.finfo(z.dtype).tiny))
+
+    def mode(self, dtype: torch.dtype, device: torch.device | str | None = None) -> None:
+        """The uniform distribution on the sphere has no mode."""
+        return None
+
+    def tangent(self, jacobian: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """J (I - z z^T): steps in the sphere's tangent plane at z (z on the sphere)."""
+        eye = torch.eye(z.shape[-1], dtype=z.dtype, device=z.device)
+        return jacobian @ (eye - z[:, :, None] * z[:, None, :])
 
     def _interpolate(self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         a64, b64 = self.project(a.double()), self.project(b.double())  # (B, dim) on the sphere

@@ -1,4 +1,5 @@
-"""Evaluation figures (matplotlib, Agg): distance CDFs (paper Fig. 2), pose t-SNE (Fig. 3), interpolation curves (Fig. 5)."""
+"""Evaluation figures (matplotlib, Agg): distance CDFs (paper Fig. 2), pose t-SNE (Fig. 3), interpolation curves
+(Fig. 5), and the histogram of discriminator outputs on real and generated poses (the authors' validation plot)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,16 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str | Path | None) -> None:
+def save_figure(fig, path: str | Path | None, dpi: int = 110) -> None:
+    """Save a figure as PNG atomically (a reader never sees half a picture); nothing when `path` is None."""
     if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        from pose_prior.io import atomic_path
+
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+
+
+_save = save_figure
 
 
 def empirical_cdf(values: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -97,6 +103,29 @@ def plot_interpolation_curves(curves: Mapping[str, np.ndarray | torch.Tensor], p
     ax.set_xlabel("interpolation step i")
     ax.set_ylabel("d_i / (D(M_0, M_n) / n)")
     ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
+def plot_discriminator_histogram(real: np.ndarray | torch.Tensor, generated: np.ndarray | torch.Tensor,
+                                 path: str | Path | None = None, title: str = "", bins: int = 50):
+    """Histograms of the discriminator's whole-pose output on real and on generated poses (one axis)."""
+    plt = _pyplot()
+    r = np.asarray(torch.as_tensor(real).double().cpu()).reshape(-1)
+    g = np.asarray(torch.as_tensor(generated).double().cpu()).reshape(-1)
+    both = np.concatenate([r, g])
+    edges = np.linspace(both.min(), both.max() + 1e-9, bins + 1) if both.size else np.linspace(0, 1, bins + 1)
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    ax.hist(r, bins=edges, alpha=0.6, label=f"real (mean {r.mean():.3f})" if r.size else "real")
+    ax.hist(g, bins=edges, alpha=0.6, label=f"generated (mean {g.mean():.3f})" if g.size else "generated")
+    ax.axvline(0.0, color="grey", lw=0.8, ls="--")
+    ax.axvline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("discriminator output (targets: real 1, generated 0)")
+    ax.set_ylabel("poses")
+    if title:
+        ax.set_title(title)
     ax.legend()
     fig.tight_layout()
     _save(fig, path)

@@ -10,11 +10,11 @@ import pytest
 
 from datamodules.amass.datamodule import AmassDataModule
 from datamodules.amass.prepare import PrepareReport
-from experiments.config import EXPERIMENTS_DIR, load_config
+from experiments.config import CONFIGS_DIR, load_config
 from experiments.train_gan import run_train_gan
 from pose_prior.body_model import load_body_model
-from pose_prior.coverage import evaluate_coverage
-from pose_prior.frozen_prior import load_prior
+from pose_prior.evaluation.coverage import evaluate_coverage
+from pose_prior.priors import load_prior
 from tests.fixtures.gan import tiny_gan_overrides
 
 
@@ -22,7 +22,7 @@ def test_coverage_callback_during_gan_training(tmp_path: Path, demo_amass_tree: 
                                                prepared_amass: PrepareReport) -> None:
     prepared = Path(prepared_amass.prepared_dir)
     sizes = dict(num_generated=300, num_references=20, num_precision=10, chunk_size=128, seed=1)
-    cfg = load_config(EXPERIMENTS_DIR / "gan_s.yaml", tiny_gan_overrides(
+    cfg = load_config(CONFIGS_DIR / "gan_s.yaml", tiny_gan_overrides(
         tmp_path / "run", demo_amass_tree, prepared, "trainer.max_epochs=1", "coverage.every_n_epochs=1",
         "coverage.tsne_points=30", "coverage.nearest_levels=[8]", *[f"coverage.{k}={v}" for k, v in sizes.items()]))
     run = run_train_gan(cfg)

@@ -23,8 +23,9 @@ from datamodules.eft_coco import (
     read_eft_json,
 )
 from datamodules.eft_demo import standin_h36m_regressor, write_demo_images
-from datamodules.h36m.reader import load_j_regressor_h36m, read_h36m_p2
-from pose_prior.keypoints import H36M_TO_J14, J24_TO_J14, keypoint_map_for_body_model
+from datamodules.h36m.reader import read_h36m_p2
+from pose_prior.body_model.h36m_regressor import load_h36m_regressor
+from pose_prior.body_model.keypoints import H36M_TO_J14, J24_TO_J14, keypoint_map_for_body_model
 
 
 def _fits(n: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -35,6 +36,14 @@ def _fits(n: int, seed: int = 0) -> dict[str, np.ndarray]:
     pose[:, 0] = np.diag([1.0, -1.0, -1.0]) @ Rotation.from_rotvec(rng.normal(0, 0.3, (n, 3))).as_matrix()
     return {"pose": pose, "betas": rng.normal(0, 1, (n, 10)), "cam": np.c_[rng.uniform(0.7, 1.0, n), rng.normal(0, 0.1, (n, 2))],
             "center": rng.uniform(200, 400, (n, 2)), "scale": rng.uniform(1.0, 3.0, n)}
+
+
+def _item_keypoints_3d(body_model, kmap, item: dict) -> np.ndarray:
+    """(49, 3) model keypoints of one dataset item's pose and shape (float64)."""
+    with torch.no_grad():
+        out = body_model(item["body_pose"].double()[None], betas=item["betas"].double()[None],
+                         global_orient=item["global_orient"].double()[None])
+        return kmap(out.vertices, out.joints)[0].numpy()
 
 
 def _fabricated_json(path: Path, body_model, n: int = 3) -> dict[str, np.ndarray]:
@@ -121,10 +130,7 @@ def test_dataset_keypoints_are_the_weak_projection_of_the_parameters(tmp_path: P
     for i in range(2):
         item = ds[i]
         assert item["img"].shape == (3, 224, 224) and item["body_pose"].shape == (23, 3, 3)
-        with torch.no_grad():
-            out = light_body_model_f64(item["body_pose"].double()[None], betas=item["betas"].double()[None],
-                                       global_orient=item["global_orient"].double()[None])
-            J = kmap(out.vertices, out.joints)[0].numpy()
+        J = _item_keypoints_3d(light_body_model_f64, kmap, item)
         s, tx, ty = f["cam"][i]
         xn = s * J[:, :2] + [tx, ty]
         valid = item["keypoints"][:, 2].numpy() > 0
@@ -138,10 +144,7 @@ def test_augmented_sample_stays_consistent(tmp_path: Path, light_body_model_f64)
     aug = AugmentSettings(flip_prob=1.0, rot_prob=1.0, scale_factor=0.0, noise_factor=0.0)
     item = EftImageDataset(tmp_path / "eft.json", tmp_path, aug)[0]
     kmap = keypoint_map_for_body_model(light_body_model_f64, "spin49")
-    with torch.no_grad():
-        out = light_body_model_f64(item["body_pose"].double()[None], betas=item["betas"].double()[None],
-                                   global_orient=item["global_orient"].double()[None])
-        J = kmap(out.vertices, out.joints)[0].numpy()
+    J = _item_keypoints_3d(light_body_model_f64, kmap, item)
     # a rotation + mirror of the image moves the weak-perspective translation the same way: fit it (and s)
     kp = item["keypoints"].numpy()
     v = kp[:, 2] > 0
@@ -163,7 +166,7 @@ def test_demo_images_round_trip(tmp_path: Path, light_body_model_f64) -> None:
     assert valid.sum() > 40 and np.abs(kp - data.keypoints[..., :2])[valid].max() < 1e-6
     # the P2-format file: S = stand-in regressor on the GT mesh, root-centred, in the reader's layout
     p2 = read_h36m_p2(root / "h36m_p2_synthetic.npz")
-    reg = load_j_regressor_h36m(root / "J_regressor_standin.npy", light_body_model_f64.num_vertices)
+    reg = load_h36m_regressor(root / "J_regressor_standin.npy", light_body_model_f64.num_vertices)
     assert np.allclose(reg, standin_h36m_regressor(light_body_model_f64))
     with torch.no_grad():
         pt = torch.as_tensor(data.pose)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from experiments.config import EXPERIMENTS_DIR, ConfigError, load_config
+from experiments.config import CONFIGS_DIR, ConfigError, load_config
 from experiments.run import main as run_main
 
-ALL_CONFIGS = sorted(p for p in EXPERIMENTS_DIR.glob("*.yaml") if not p.name.startswith("_"))
+ALL_CONFIGS = sorted(p for p in CONFIGS_DIR.glob("*.yaml") if not p.name.startswith("_"))
 
 
 @pytest.mark.parametrize("path", ALL_CONFIGS, ids=lambda p: p.stem)
@@ -20,14 +20,14 @@ def test_every_experiment_config_validates(path: Path) -> None:
 
 def test_unknown_key_names_the_key_and_valid_choices() -> None:
     with pytest.raises(ConfigError) as err:
-        load_config(EXPERIMENTS_DIR / "gan_s.yaml", ["model.latnet=U"])
+        load_config(CONFIGS_DIR / "gan_s.yaml", ["model.latnet=U"])
     msg = str(err.value)
     assert "model.latnet" in msg and "latent" in msg and "d_steps" in msg
 
 
 def test_unknown_key_in_yaml_file_names_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("extends: %s\ntrainer:\n  max_epoch: 3\n" % (EXPERIMENTS_DIR / "gan_s.yaml"))
+    bad.write_text("extends: %s\ntrainer:\n  max_epoch: 3\n" % (CONFIGS_DIR / "gan_s.yaml"))
     with pytest.raises(ConfigError) as err:
         load_config(bad)
     assert "bad.yaml" in str(err.value) and "trainer.max_epoch" in str(err.value) and "max_epochs" in str(err.value)
@@ -35,27 +35,27 @@ def test_unknown_key_in_yaml_file_names_the_file(tmp_path: Path) -> None:
 
 def test_wrong_type_is_rejected() -> None:
     with pytest.raises(ConfigError, match="model.d_steps"):
-        load_config(EXPERIMENTS_DIR / "gan_s.yaml", ["model.d_steps=ten"])
+        load_config(CONFIGS_DIR / "gan_s.yaml", ["model.d_steps=ten"])
 
 
 def test_override_must_be_key_value() -> None:
     with pytest.raises(ConfigError, match="key=value"):
-        load_config(EXPERIMENTS_DIR / "gan_s.yaml", ["model.d_steps"])
+        load_config(CONFIGS_DIR / "gan_s.yaml", ["model.d_steps"])
 
 
 def test_bases_compose_and_files_override_bases() -> None:
-    s, u = load_config(EXPERIMENTS_DIR / "gan_s.yaml"), load_config(EXPERIMENTS_DIR / "gan_u.yaml")
+    s, u = load_config(CONFIGS_DIR / "gan_s.yaml"), load_config(CONFIGS_DIR / "gan_u.yaml")
     assert (s.model.latent, u.model.latent) == ("S", "U")
     assert s.model.d_steps == u.model.d_steps == 10 and s.optim.lr == 2e-4
 
 
 def test_embedded_default_applies_only_without_data_and_overrides_win(tmp_path: Path) -> None:
-    demo = load_config(EXPERIMENTS_DIR / "gan_s.yaml")
-    real = load_config(EXPERIMENTS_DIR / "gan_s.yaml", [f"data.amass_dir={tmp_path}"])
+    demo = load_config(CONFIGS_DIR / "gan_s.yaml")
+    real = load_config(CONFIGS_DIR / "gan_s.yaml", [f"data.amass_dir={tmp_path}"])
     assert demo.trainer.batches_per_epoch < real.trainer.batches_per_epoch == 1000
     assert real.trainer.max_epochs == 300 and real.data.batch_size == 1024
     assert demo.data.prepared_dir != real.data.prepared_dir
-    mine = load_config(EXPERIMENTS_DIR / "gan_s.yaml", ["trainer.max_epochs=2"])
+    mine = load_config(CONFIGS_DIR / "gan_s.yaml", ["trainer.max_epochs=2"])
     assert mine.trainer.max_epochs == 2
 
 

@@ -13,15 +13,15 @@ import torch
 from datamodules.amass.datamodule import AmassDataModule
 from datamodules.amass.prepare import PrepareReport
 from experiments.compare import run_compare
-from experiments.config import EXPERIMENTS_DIR, load_config
-from experiments.eval_coverage import run_eval_coverage
-from experiments.eval_interp import run_eval_interp
+from experiments.config import CONFIGS_DIR, load_config
+from experiments.eval_coverage import evaluate_prior_coverage, run_eval_coverage
+from experiments.eval_interp import evaluate_prior_interpolation
 from pose_prior.body_model import load_body_model
-from pose_prior.coverage import distance_stats, evaluate_coverage
-from pose_prior.frozen_prior import load_prior, save_prior
-from pose_prior.interpolation import evaluate_interpolation
-from pose_prior.latent import make_latent
-from pose_prior.networks import PoseGenerator
+from pose_prior.evaluation.coverage import distance_stats, evaluate_coverage
+from pose_prior.evaluation.interpolation import evaluate_interpolation
+from pose_prior.priors import load_prior, save_prior
+from pose_prior.priors.gan.networks import PoseGenerator
+from pose_prior.priors.latent import make_latent
 
 TINY_COVERAGE = ["coverage.num_generated=600", "coverage.num_references=30", "coverage.num_precision=20",
                  "coverage.chunk_size=256", "coverage.tsne_points=40", "coverage.seed=3",
@@ -39,8 +39,8 @@ def common(run_dir: Path, amass: Path, prepared: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def tiny_priors(tmp_path_factory) -> dict[str, Path]:
     """A small random-weight GAN-S prior and a tiny GMM prior (2 components)."""
-    from pose_prior.gmm import fit_gmm
-    from pose_prior.priors import GMMPrior, save_gmm_prior
+    from pose_prior.priors import GMMPrior
+    from pose_prior.priors.gmm.model import fit_gmm
 
     root = tmp_path_factory.mktemp("priors")
     torch.manual_seed(0)
@@ -50,7 +50,7 @@ def tiny_priors(tmp_path_factory) -> dict[str, Path]:
             p.mul_(0.3)
     save_prior(root / "gan_s" / "prior.pt", gen, make_latent("S", 32))
     poses = np.random.default_rng(0).normal(0, 0.2, size=(200, 63))
-    save_gmm_prior(root / "gmm" / "prior.pt", GMMPrior(fit_gmm(poses, n_components=2, seed=0, max_iter=5)))
+    GMMPrior(fit_gmm(poses, n_components=2, seed=0, max_iter=5)).save(root / "gmm" / "prior.pt")
     return {"gan_s": root / "gan_s" / "prior.pt", "gmm": root / "gmm" / "prior.pt"}
 
 
@@ -64,7 +64,7 @@ def splits(prepared: Path) -> AmassDataModule:
 def test_eval_coverage_json_equals_direct_evaluation(tmp_path, demo_amass_tree, prepared_amass: PrepareReport,
                                                      tiny_priors) -> None:
     prepared = Path(prepared_amass.prepared_dir)
-    cfg = load_config(EXPERIMENTS_DIR / "eval_coverage.yaml",
+    cfg = load_config(CONFIGS_DIR / "eval_coverage.yaml",
                       [f"prior={tiny_priors['gan_s']}", *common(tmp_path / "cov", demo_amass_tree, prepared), *TINY_COVERAGE])
     run = run_eval_coverage(cfg)
     record = json.loads((run / "coverage.json").read_text())
@@ -95,18 +95,21 @@ def test_eval_coverage_json_equals_direct_evaluation(tmp_path, demo_amass_tree, 
 @pytest.mark.slow
 def test_eval_coverage_ddp_spawn_equals_single_process(tmp_path, demo_amass_tree, prepared_amass: PrepareReport,
                                                        tiny_priors) -> None:
-    """2 CPU processes (Lightning ddp_spawn, gloo): same argmin for every body, distances within 1e-6 mm."""
+    """2 CPU processes (Lightning ddp_spawn, gloo): same argmin for every body, distances within 1e-6 mm; the
+    result comes back to the main process in memory, equal to the files written for the user."""
     prepared = Path(prepared_amass.prepared_dir)
     results = {}
     for name, extra in (("single", ["trainer.devices=1"]),
                         ("ddp", ["trainer.devices=2", "trainer.strategy=ddp_spawn"])):
-        cfg = load_config(EXPERIMENTS_DIR / "eval_coverage.yaml",
+        cfg = load_config(CONFIGS_DIR / "eval_coverage.yaml",
                           [f"prior={tiny_priors['gan_s']}", *common(tmp_path / name, demo_amass_tree, prepared),
                            *TINY_COVERAGE, "coverage.tsne_points=0", "logger.wandb_mode=disabled", *extra])
-        run_eval_coverage(cfg)
+        _, callback = evaluate_prior_coverage(cfg)
         results[name] = np.load(tmp_path / name / "coverage_nearest.npz")
-        sizes = json.loads((tmp_path / name / "coverage.json").read_text())["sizes"]
-        assert sizes["world_size"] == (2 if name == "ddp" else 1)
+        record = json.loads((tmp_path / name / "coverage.json").read_text())
+        assert record["sizes"]["world_size"] == (2 if name == "ddp" else 1)
+        assert callback.last_record["train"] == record["train"] and callback.last_record["sizes"] == record["sizes"]
+        np.testing.assert_array_equal(callback.last_result.recall["train"].index.numpy(), results[name]["train_recall_index"])
     for key in results["single"].files:
         if key.endswith(("_index", "_row", "_rows")):
             np.testing.assert_array_equal(results["ddp"][key], results["single"][key], err_msg=key)
@@ -117,11 +120,13 @@ def test_eval_coverage_ddp_spawn_equals_single_process(tmp_path, demo_amass_tree
 def test_eval_interp_json_equals_direct_evaluation(tmp_path, demo_amass_tree, prepared_amass: PrepareReport,
                                                    tiny_priors) -> None:
     prepared = Path(prepared_amass.prepared_dir)
-    cfg = load_config(EXPERIMENTS_DIR / "eval_interp.yaml",
+    cfg = load_config(CONFIGS_DIR / "eval_interp.yaml",
                       [f"prior={tiny_priors['gmm']}", *common(tmp_path / "interp", demo_amass_tree, prepared),
                        *TINY_INTERP])
-    run = run_eval_interp(cfg)
+    run, callback = evaluate_prior_interpolation(cfg)
     record = json.loads((run / "interpolation.json").read_text())
+    assert callback.last_record["ratio_per_pair"] == pytest.approx(record["ratio_per_pair"], rel=1e-12)
+    assert callback.last_record["pairs_rows"] == record["pairs_rows"]  # in memory = the file written for the user
     assert record["prior"]["kind"] == "gmm"
     assert record["pairs"] == 3 and record["steps"] == 4 and record["meshes_per_path"] == 5
     assert len(record["mean_curve"]) == 4 and len(record["pairs_rows"]) == 3
@@ -139,7 +144,7 @@ def test_compare_two_priors_writes_one_row_each(tmp_path, demo_amass_tree, prepa
                                                 tiny_priors) -> None:
     prepared = Path(prepared_amass.prepared_dir)
     priors = f"priors=[{tiny_priors['gan_s']},{tiny_priors['gmm']}]"
-    cfg = load_config(EXPERIMENTS_DIR / "compare.yaml",
+    cfg = load_config(CONFIGS_DIR / "compare.yaml",
                       [priors, *common(tmp_path / "cmp", demo_amass_tree, prepared), *TINY_COVERAGE, *TINY_INTERP,
                        "coverage.tsne_points=0"])
     out = run_compare(cfg)
@@ -161,7 +166,7 @@ def test_compare_without_priors_trains_every_kind_and_tables_them(tmp_path, demo
     """`make compare` with no arguments: small GAN-S/U/N, VPoser and GMM trained through their own runners."""
     prepared = Path(prepared_amass.prepared_dir)
     gan = "[trainer.max_epochs=1,trainer.batches_per_epoch=2,model.d_steps=1,data.batch_size=16,samples.num_bodies=1]"
-    cfg = load_config(EXPERIMENTS_DIR / "compare.yaml", [
+    cfg = load_config(CONFIGS_DIR / "compare.yaml", [
         *common(tmp_path / "cmp", demo_amass_tree, prepared), *TINY_COVERAGE, *TINY_INTERP,
         "coverage.tsne_points=0", f"train.run_dir={tmp_path / 'priors'}",
         f"train.overrides.gan_s={gan}", f"train.overrides.gan_u={gan}", f"train.overrides.gan_n={gan}",

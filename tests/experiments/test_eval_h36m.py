@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments.config import EXPERIMENTS_DIR, load_config
+from experiments.config import CONFIGS_DIR, load_config
 from experiments.eval_h36m import prior_name, run_eval_h36m
-from pose_prior.frozen_prior import save_prior
-from pose_prior.latent import make_latent
-from pose_prior.networks import PoseGenerator
-from pose_prior.priors import GMMPrior, save_gmm_prior
+from pose_prior.priors import GMMPrior
+from pose_prior.priors.gan.networks import PoseGenerator
+from pose_prior.priors.gan.prior import save_prior
+from pose_prior.priors.latent import make_latent
 
 
 @pytest.fixture()
@@ -24,13 +24,13 @@ def prior_files(tmp_path: Path) -> list[Path]:
     save_prior(gan, PoseGenerator(hidden=32), make_latent("S", 32))
     gmm = tmp_path / "gmm" / "prior.pt"
     gmm.parent.mkdir()
-    save_gmm_prior(gmm, GMMPrior.fit(torch.randn(300, 63, dtype=torch.float64) * 0.2, n_components=2))
+    GMMPrior.fit(torch.randn(300, 63, dtype=torch.float64) * 0.2, n_components=2).save(gmm)
     return [gan, gmm]
 
 
 def test_eval_writes_a_row_per_prior(tmp_path: Path, prior_files: list[Path], prepared_amass) -> None:
     out = tmp_path / "eval"
-    cfg = load_config(EXPERIMENTS_DIR / "eval_h36m.yaml", [
+    cfg = load_config(CONFIGS_DIR / "eval_h36m.yaml", [
         f"output_dir={out}", f"priors=[{prior_files[0]},{prior_files[1]}]", "body_model.path=open-light",
         f"synthetic.file={tmp_path / 'syn.npz'}", "synthetic.frames=4",
         f"synthetic.amass.prepared_dir={prepared_amass.prepared_dir}", "data.batch_size=2",
@@ -44,7 +44,8 @@ def test_eval_writes_a_row_per_prior(tmp_path: Path, prior_files: list[Path], pr
         assert 0 < row["p_mpjpe_mm"] < row["mpjpe_mm"] + 1e-9  # Procrustes never increases the error
         fits = dict(__import__("numpy").load(out / name / "fits.npz"))
         assert abs(fits["p_mpjpe"].mean() - row["p_mpjpe_mm"]) < 1e-9
-    assert report["results"]["gan_s"]["kind"] == "S" and report["results"]["gmm"]["kind"] == "pose"
+    gan_s, gmm = report["results"]["gan_s"], report["results"]["gmm"]
+    assert (gan_s["kind"], gan_s["latent"], gmm["kind"], gmm["latent"]) == ("gan", "S", "gmm", "pose")
     assert report["data"]["synthetic"] is True and report["comparable_with_paper"] is False
     assert (out / "csv" / "metrics.csv").is_file()
     assert list((out / "wandb").glob("offline-run-*"))
@@ -55,9 +56,9 @@ def test_dtype_is_checked_and_reaches_body_model_and_prior(prior_files: list[Pat
     from experiments.eval_h36m import _load, fitting_dtype
 
     with pytest.raises(ConfigError, match="dtype='float16'.*float32.*float64"):
-        run_eval_h36m(load_config(EXPERIMENTS_DIR / "eval_h36m.yaml", ["dtype=float16"]))
+        run_eval_h36m(load_config(CONFIGS_DIR / "eval_h36m.yaml", ["dtype=float16"]))
     assert fitting_dtype("float64") is torch.float64
-    assert _load(str(prior_files[0]), torch.float64)._param().dtype == torch.float64
+    assert _load(str(prior_files[0]), torch.float64).dtype == torch.float64
 
 
 def test_prior_names() -> None:
@@ -80,9 +81,9 @@ def test_two_processes_fit_the_same_frames_as_one(tmp_path: Path, prior_files: l
         "trainer.accelerator=cpu", "dtype=float64",
     ]
     one = tmp_path / "one"
-    run_eval_h36m(load_config(EXPERIMENTS_DIR / "eval_h36m.yaml", [f"output_dir={one}", *common]))
+    run_eval_h36m(load_config(CONFIGS_DIR / "eval_h36m.yaml", [f"output_dir={one}", *common]))
     two = tmp_path / "two"
-    run_eval_h36m(load_config(EXPERIMENTS_DIR / "eval_h36m.yaml", [
+    run_eval_h36m(load_config(CONFIGS_DIR / "eval_h36m.yaml", [
         f"output_dir={two}", *common, "trainer.devices=2", "trainer.strategy=ddp_spawn"]))
     import numpy as np
 

@@ -9,14 +9,14 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from experiments.config import EXPERIMENTS_DIR, load_config
+from experiments.config import CONFIGS_DIR, load_config
 from experiments.run import main as run_main
 from experiments.run import resolve_config_path
 from experiments.sweep import load_sweep, render_sweep_commands
 from experiments.sweep import main as sweep_main
 from tests.fixtures.gan import tiny_gan_overrides
 
-SWEEPS = sorted((EXPERIMENTS_DIR / "sweeps").glob("*.yaml"))
+SWEEPS = sorted((CONFIGS_DIR / "sweeps").glob("*.yaml"))
 
 
 def test_there_is_a_latent_dsteps_lr_sweep() -> None:

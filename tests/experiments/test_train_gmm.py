@@ -13,10 +13,9 @@ from scipy.stats import multivariate_normal
 from sklearn.mixture import GaussianMixture
 
 from datamodules.amass.prepare import read_manifest
-from experiments.config import EXPERIMENTS_DIR, load_config
+from experiments.config import CONFIGS_DIR, load_config
 from experiments.train_gmm import read_rows, run_train_gmm, subsample_ids
-from pose_prior.frozen_prior import load_prior
-from pose_prior.priors import GMMPrior
+from pose_prior.priors import GMMPrior, load_prior
 from tests.pose_prior.test_gmm import random_mixture, smplify_penalty_reference, write_gmm08
 
 FIT = dict(n_components=4, max_iter=100, tol=1e-3, reg_covar=1e-4)
@@ -24,7 +23,7 @@ FIT = dict(n_components=4, max_iter=100, tol=1e-3, reg_covar=1e-4)
 
 def gmm_config(tmp_path: Path, amass_dir: Path, prepared_dir: Path, *extra: str):
     return load_config(
-        EXPERIMENTS_DIR / "gmm.yaml",
+        CONFIGS_DIR / "gmm.yaml",
         [f"output_dir={tmp_path / 'run'}", f"data.amass_dir={amass_dir}", f"data.prepared_dir={prepared_dir}",
          "seed=3", "gmm.num_threads=1", *(f"gmm.{k}={v}" for k, v in FIT.items()), *extra],
     )

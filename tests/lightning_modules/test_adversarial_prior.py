@@ -10,17 +10,17 @@ import pytorch_lightning as pl
 import torch
 
 from datamodules.amass.prepare import PrepareReport
-from experiments.config import EXPERIMENTS_DIR, ConfigError, load_config
+from experiments.config import CONFIGS_DIR, ConfigError, load_config
 from experiments.train_gan import build_gan_datamodule, build_gan_module, run_train_gan
 from experiments.training import build_trainer
-from pose_prior.frozen_prior import load_prior
-from pose_prior.networks import discriminator_loss
+from pose_prior.priors import load_prior
+from pose_prior.priors.gan.losses import discriminator_loss
 from pose_prior.rotations import body_pose_to_matrices
 from tests.fixtures.gan import tiny_gan_overrides
 
 
 def tiny_config(tmp_path: Path, demo_amass_tree: Path, prepared: Path, *extra: str):
-    return load_config(EXPERIMENTS_DIR / "gan_s.yaml", tiny_gan_overrides(tmp_path / "run", demo_amass_tree, prepared, *extra))
+    return load_config(CONFIGS_DIR / "gan_s.yaml", tiny_gan_overrides(tmp_path / "run", demo_amass_tree, prepared, *extra))
 
 
 @pytest.fixture()
@@ -55,7 +55,8 @@ def _d_loss_on(module, real: torch.Tensor, z: torch.Tensor) -> float:
     with torch.no_grad():
         d_real = module.discriminator(body_pose_to_matrices(real))
         d_fake = module.discriminator(module.generator(z))
-        return float(discriminator_loss(d_real, d_fake)[0])
+        s = module.settings
+        return float(discriminator_loss(d_real, d_fake, s.joint_loss_weight, s.pose_loss_weight)[0])
 
 
 def test_short_training_lowers_discriminator_loss_on_held_out_batch(

@@ -13,14 +13,14 @@ from torch.utils.data import DataLoader
 from datamodules.eft_coco import EftImageDataset, read_eft_json
 from datamodules.eft_demo import write_demo_images
 from datamodules.h36m.images import H36MImageDataset
-from datamodules.h36m.reader import load_j_regressor_h36m
 from experiments.config import EXPERIMENTS_DIR, ConfigError, load_config
 from experiments.regressor import evaluate_h36m_images, run_eval_regressor, run_train_regressor
 from lightning_modules.image_regression import ImageRegressionModule
-from pose_prior.frozen_prior import FrozenPrior, load_prior, save_prior
+from pose_prior.body_model.h36m_regressor import load_h36m_regressor
 from pose_prior.hmr import calibrate_batchnorm
-from pose_prior.latent import make_latent
-from pose_prior.networks import PoseGenerator
+from pose_prior.priors import LatentPrior, load_prior, save_prior
+from pose_prior.priors.gan.networks import PoseGenerator
+from pose_prior.priors.latent import make_latent
 
 BODY = {"path": "open-light", "model_type": "smpl", "gender": "neutral"}
 
@@ -46,7 +46,7 @@ def batch(demo_root: Path) -> dict:
 
 def _module(prior_file: Path, **kw) -> ImageRegressionModule:
     prior = load_prior(prior_file)
-    assert isinstance(prior, FrozenPrior)
+    assert isinstance(prior, LatentPrior)
     torch.manual_seed(0)
     return ImageRegressionModule.from_prior(prior, body_model=BODY, mlp_hidden=[32], cache_features=True, **kw)
 
@@ -115,12 +115,12 @@ def test_short_training_lowers_the_training_loss(prior_file, batch) -> None:
 
 @pytest.fixture(scope="module")
 def vposer_prior_file(tmp_path_factory) -> Path:
-    from pose_prior.priors.vposer_prior import save_vposer_prior
-    from pose_prior.vposer import VPoser
+    from pose_prior.priors import VPoserPrior
+    from pose_prior.priors.vposer.model import VPoser
 
     torch.manual_seed(4)
     path = tmp_path_factory.mktemp("vposer") / "prior.pt"
-    save_vposer_prior(path, VPoser(num_neurons=64), {"note": "random weights for tests"})
+    VPoserPrior(VPoser(num_neurons=64)).save(path, {"note": "random weights for tests"})
     return path
 
 
@@ -157,11 +157,11 @@ def test_a_gmm_prior_is_refused_with_the_reason(tmp_path) -> None:
     import numpy as np
 
     from experiments.regressor import load_regression_prior
-    from pose_prior.priors.gmm_prior import GMMPrior, save_gmm_prior
+    from pose_prior.priors import GMMPrior
 
     poses = np.random.default_rng(0).normal(scale=0.2, size=(200, 63))
-    save_gmm_prior(tmp_path / "gmm.pt", GMMPrior.fit(poses, n_components=2, max_iter=5))
-    with pytest.raises(ConfigError, match="GAN or VPoser prior"):
+    GMMPrior.fit(poses, n_components=2, max_iter=5).save(tmp_path / "gmm.pt")
+    with pytest.raises(ConfigError, match="has no latent space"):
         load_regression_prior(str(tmp_path / "gmm.pt"))
 
 
@@ -229,7 +229,7 @@ def test_evaluation_of_ground_truth_meshes_is_zero(demo_root) -> None:
     oracle = Oracle()
     oracle.seen = 0
     ds = H36MImageDataset(demo_root / "h36m_p2_synthetic.npz", demo_root)
-    reg = load_j_regressor_h36m(demo_root / "J_regressor_standin.npy", bm.num_vertices)
+    reg = load_h36m_regressor(demo_root / "J_regressor_standin.npy", bm.num_vertices)
     res = evaluate_h36m_images(oracle, ds, reg, batch_size=1)
     assert res["mpjpe"].shape == (2,) and float(res["mpjpe"].max()) < 1e-6 and float(res["p_mpjpe"].max()) < 1e-6
     # and a wrong mesh (another frame's) is far off
@@ -277,7 +277,7 @@ def test_train_then_eval_run_folder(tmp_path, prior_file, demo_root) -> None:
 def test_spins_extra_regressor_defines_the_extra_keypoints(tmp_path, prior_file) -> None:
     import numpy as np
 
-    from pose_prior.keypoints import SPIN49_NAMES
+    from pose_prior.body_model.keypoints import SPIN49_NAMES
 
     V = _module(prior_file).body_model.num_vertices
     extra = np.zeros((9, V))

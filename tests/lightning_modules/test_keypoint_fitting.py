@@ -1,20 +1,21 @@
-"""KeypointFittingModule under a Lightning Trainer: per-frame results on disk, merged by index, errors as SPIN."""
+"""KeypointFittingModule under a Lightning Trainer: per-frame results in memory, merged by index, errors as SPIN."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pytest
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
 from datamodules.h36m.reader import H36MEvalDataset, read_h36m_p2
 from datamodules.h36m.synthetic import synthesize_h36m, write_synthetic_h36m
-from lightning_modules.keypoint_fitting import KeypointFittingModule, merge_fit_parts
-from pose_prior.fitting import FitSettings, fit_keypoints, to_crop_pixels
-from pose_prior.h36m_regressor import h36m_regressor_for
-from pose_prior.metrics3d import h36m_p2_errors
+from lightning_modules.keypoint_fitting import KeypointFittingModule, merge_fits
+from pose_prior.body_model.h36m_regressor import h36m_regressor_for
+from pose_prior.evaluation.metrics3d import h36m_p2_errors
+from pose_prior.fitting.keypoint_fit import FitSettings, fit_keypoints, to_crop_pixels
 
 
 def synthetic_file(tmp_path: Path, body_model, n: int = 6) -> Path:
@@ -45,17 +46,18 @@ def test_synthetic_file_is_consistent_with_its_ground_truth(tmp_path: Path, ligh
         assert np.abs(xy.mean(0) - 112).max() < 40
 
 
-def test_module_writes_per_frame_results_equal_to_direct_fitting(tmp_path: Path, light_body_model) -> None:
+def test_module_keeps_per_frame_results_equal_to_direct_fitting(tmp_path: Path, light_body_model) -> None:
     bm = light_body_model
     path = synthetic_file(tmp_path, load_f64())
     data = read_h36m_p2(path)
     reg = h36m_regressor_for("open-light", None, bm.num_vertices)
     settings = FitSettings(body_iters=5, camera_iters=3)
-    module = KeypointFittingModule(None, bm, reg, tmp_path / "parts", layout="spin24", settings=settings)
-    trainer = pl.Trainer(inference_mode=False, logger=False, enable_progress_bar=False, accelerator="cpu", devices=1)
+    module = KeypointFittingModule(None, bm, reg, layout="spin24", settings=settings)
+    trainer = pl.Trainer(inference_mode=False, logger=False, enable_progress_bar=False, accelerator="cpu", devices=1,
+                         default_root_dir=tmp_path)
     trainer.test(module, DataLoader(H36MEvalDataset(data), batch_size=4), verbose=False)
-    assert len(list((tmp_path / "parts").glob("rank000_batch*.npz"))) == 2
-    merged = merge_fit_parts(tmp_path / "parts", 6)
+    merged = module.fits
+    assert sorted(tmp_path.rglob("*.npz")) == [path]  # the module writes nothing
     assert merged["index"].tolist() == list(range(6))
     # the same frames fitted directly give the same poses and errors
     kp = torch.as_tensor(data.keypoints, dtype=torch.float32)
@@ -68,12 +70,14 @@ def test_module_writes_per_frame_results_equal_to_direct_fitting(tmp_path: Path,
     assert {"global_orient", "transl", "iterations", "loss_total"} <= set(merged)
 
 
-def test_merge_drops_frames_duplicated_by_the_distributed_sampler(tmp_path: Path) -> None:
-    for rank, idx in ((0, [0, 2, 4]), (1, [1, 3, 0])):  # rank 1 pads with frame 0 again
-        np.savez(tmp_path / f"rank{rank:03d}_batch000000.npz", index=np.array(idx), p_mpjpe=np.array(idx) * 1.0 + rank)
-    merged = merge_fit_parts(tmp_path, 5)
+def test_merge_drops_frames_duplicated_by_the_distributed_sampler() -> None:
+    parts = [{"index": np.array(idx), "p_mpjpe": np.array(idx) * 1.0 + rank}
+             for rank, idx in ((0, [0, 2, 4]), (1, [1, 3, 0]))]  # rank 1 pads with frame 0 again
+    merged = merge_fits(parts, 5)
     assert merged["index"].tolist() == [0, 1, 2, 3, 4]
     assert merged["p_mpjpe"].tolist() == [0.0, 2.0, 2.0, 4.0, 4.0]
+    with pytest.raises(ValueError, match="expected 6"):
+        merge_fits(parts, 6)
 
 
 def load_f64():

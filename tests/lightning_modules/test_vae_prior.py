@@ -17,9 +17,8 @@ from experiments.config import EXPERIMENTS_DIR, load_config
 from experiments.train_vposer import build_vposer_datamodule, build_vposer_module, run_train_vposer
 from experiments.training import build_trainer
 from lightning_modules.vae_prior import reconstruction_v2v, validation_noise
-from pose_prior.frozen_prior import load_prior
-from pose_prior.priors import VPoserPrior
-from pose_prior.vposer import VPoser
+from pose_prior.priors import VPoserPrior, load_prior
+from pose_prior.priors.vposer.model import VPoser
 from tests.pose_prior.test_vposer import assert_same_model, fabricated_lightning_checkpoint, randomised_vposer
 
 TINY = [

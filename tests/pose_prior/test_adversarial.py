@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pose_prior.adversarial import as_rotmats, frozen, make_optimizers, train_step
-from pose_prior.latent import make_latent
-from pose_prior.networks import PoseDiscriminator, PoseGenerator, discriminator_loss, generator_loss
+from pose_prior.priors.gan.losses import discriminator_loss, generator_loss
+from pose_prior.priors.gan.networks import PoseDiscriminator, PoseGenerator
+from pose_prior.priors.gan.training import as_rotmats, frozen, make_optimizers, train_step
+from pose_prior.priors.latent import make_latent
 from pose_prior.rotations import axis_angle_to_matrix
 
 
@@ -41,9 +42,9 @@ def test_discriminator_step_loss_matches_recomputation() -> None:
     torch.manual_seed(5)  # same latents and dropout masks as inside train_step (lr 0: nothing moved)
     with torch.no_grad():
         fake = G(latent.sample(16))
-        d_loss, _ = discriminator_loss(D(real), D(fake))
+        d_loss, _ = discriminator_loss(D(real), D(fake), 21.0, 1.0)
         g_fake = G(latent.sample(16))
-        g_loss, _ = generator_loss(D(g_fake))
+        g_loss, _ = generator_loss(D(g_fake), 21.0, 1.0)
     torch.testing.assert_close(logs["d_loss"], d_loss)
     torch.testing.assert_close(logs["g_loss"], g_loss)
 

@@ -7,12 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from pose_prior.frozen_prior import PRIOR_LOADERS, FrozenPrior, load_prior
-from pose_prior.gmm import GaussianMixturePrior
-from pose_prior.metrics import mesh_distance
-from pose_prior.priors import GMMPrior, VPoserPrior, save_gmm_prior, save_vposer_prior
+from pose_prior.evaluation.distance import mesh_distance
+from pose_prior.fitting import FitSettings
+from pose_prior.priors import GMMPrior, LatentPrior, PosePrior, VPoserPrior, load_prior
+from pose_prior.priors.file_format import PRIOR_LOADERS
+from pose_prior.priors.gmm.model import GaussianMixturePrior
+from pose_prior.priors.vposer.model import VPoser
 from pose_prior.rotations import axis_angle_to_matrix
-from pose_prior.vposer import VPoser
 
 
 class ToyBody(nn.Module):
@@ -49,7 +50,7 @@ def test_registry_has_baseline_kinds():
 
 
 def test_vposer_prior_interface(vposer_prior):
-    assert isinstance(vposer_prior, FrozenPrior)
+    assert isinstance(vposer_prior, LatentPrior) and not vposer_prior.latent_is_pose
     assert (vposer_prior.latent_dim, vposer_prior.latent_type) == (32, "N")
     z = vposer_prior.sample(4000, generator=torch.Generator().manual_seed(1))
     assert z.shape == (4000, 32) and abs(z.mean().item()) < 0.02 and abs(z.std().item() - 1) < 0.02
@@ -60,17 +61,19 @@ def test_vposer_prior_interface(vposer_prior):
     vposer_prior.train()
     assert not vposer_prior.vposer.training  # frozen: dropout never active
     assert all(not p.requires_grad for p in vposer_prior.parameters())
-    torch.testing.assert_close(vposer_prior.prior_penalty(z[:3]), (z[:3] ** 2).sum(1))
+    settings = FitSettings(latent_l2_weight=2.0)
+    torch.testing.assert_close(vposer_prior.fit_penalty(z[:3], settings), 4.0 * (z[:3] ** 2).sum(1))
+    assert vposer_prior.fit_penalty(z[:3], FitSettings()) is None  # the paper's fit: no prior term
 
 
 def test_vposer_invert_starts_from_encoder_mean(vposer_prior, monkeypatch):
     seen = {}
 
-    def fake_invert(self, body_pose, body_model, init=None, **kwargs):
+    def fake_invert(self, body_pose, body_model, return_distance=False, init=None, **kwargs):
         seen["init"] = init
         return init
 
-    monkeypatch.setattr(FrozenPrior, "invert", fake_invert)
+    monkeypatch.setattr(LatentPrior, "invert", fake_invert)
     pose = torch.randn(3, 63) * 0.3
     out = vposer_prior.invert(pose, ToyBody())
     torch.testing.assert_close(out, vposer_prior.vposer.encode(pose).mean)
@@ -92,7 +95,7 @@ def test_vposer_invert_improves_on_encoder_mean(vposer_prior):
 
 def test_vposer_prior_file_round_trip(tmp_path, vposer_prior):
     path = tmp_path / "vposer_prior.pt"
-    save_vposer_prior(path, vposer_prior, provenance={"data": "synthetic"})
+    vposer_prior.save(path, provenance={"data": "synthetic"})
     payload = torch.load(path, weights_only=True)
     assert payload["kind"] == "vposer" and payload["provenance"]["note"] == "random weights"
     loaded = load_prior(path)
@@ -104,7 +107,7 @@ def test_vposer_prior_file_round_trip(tmp_path, vposer_prior):
 
 
 def test_gmm_prior_interface(gmm_prior):
-    assert isinstance(gmm_prior, FrozenPrior)
+    assert isinstance(gmm_prior, PosePrior) and gmm_prior.latent_is_pose
     assert (gmm_prior.latent_dim, gmm_prior.latent_type) == (63, "pose")
     z = gmm_prior.sample(20000, generator=torch.Generator().manual_seed(3))
     assert z.shape == (20000, 63) and z.dtype == torch.float32
@@ -124,7 +127,7 @@ def test_gmm_prior_interface(gmm_prior):
 
 def test_gmm_prior_file_round_trip(tmp_path, gmm_prior):
     path = tmp_path / "gmm_prior.pt"
-    save_gmm_prior(path, gmm_prior, provenance={"data": "synthetic"})
+    gmm_prior.save(path, provenance={"data": "synthetic"})
     assert torch.load(path, weights_only=True)["kind"] == "gmm"
     loaded = load_prior(path)
     assert isinstance(loaded, GMMPrior)

@@ -7,7 +7,7 @@ import pytest
 import scipy.optimize
 import torch
 
-from pose_prior.batched_lbfgs import (
+from pose_prior.fitting.lbfgs import (
     CONVERGED_FTOL,
     CONVERGED_GTOL,
     MAX_ITER,

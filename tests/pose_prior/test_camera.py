@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pose_prior.camera import (
+from pose_prior.fitting.camera import (
     SPIN24_TORSO_EDGES,
     depth_from_torso,
     estimate_translation,

@@ -10,26 +10,26 @@ import numpy as np
 import pytest
 import torch
 
-from pose_prior.coverage import (
+from pose_prior.evaluation.coverage import (
     GENERATED_STREAM,
     chunk_seed,
     evaluate_coverage,
     rank_chunks,
     sample_rows,
 )
-from pose_prior.frozen_prior import FrozenPrior
-from pose_prior.interpolation import evaluate_interpolation, interpolation_pairs
-from pose_prior.latent import make_latent
-from pose_prior.networks import PoseGenerator
+from pose_prior.evaluation.interpolation import evaluate_interpolation, interpolation_pairs
+from pose_prior.priors import GANPrior
+from pose_prior.priors.gan.networks import PoseGenerator
+from pose_prior.priors.latent import make_latent
 
 
-def small_prior(latent: str = "S", seed: int = 0) -> FrozenPrior:
+def small_prior(latent: str = "S", seed: int = 0) -> GANPrior:
     torch.manual_seed(seed)
     gen = PoseGenerator(latent_dim=32)
     with torch.no_grad():  # small random weights: poses in a plausible range
         for p in gen.parameters():
             p.mul_(0.3)
-    return FrozenPrior(gen, make_latent(latent, 32))
+    return GANPrior(gen, make_latent(latent, 32))
 
 
 def random_poses(n: int, seed: int) -> np.ndarray:
@@ -105,7 +105,7 @@ torch.set_num_threads(1)
 sys.path.insert(0, {root!r})
 from tests.pose_prior.test_coverage import small_prior, random_poses
 from pose_prior.body_model import load_body_model
-from pose_prior.coverage import evaluate_coverage
+from pose_prior.evaluation.coverage import evaluate_coverage
 bm = load_body_model("open-light", "smpl")
 evaluate_coverage(small_prior(), bm, random_poses(60, 1), None, num_generated=int(sys.argv[1]), num_references=40,
                   num_precision=20, chunk_size=500, seed=0, precision_database=60)
@@ -131,8 +131,8 @@ def test_memory_does_not_grow_with_generated_count(tmp_path) -> None:
 
 def test_interpolation_of_gmm_prior_equals_pose_space_loop(light_body_model, light_body_model_f64) -> None:
     """GMM prior: invert is the identity and interpolation linear in pose, so Eq. 6 has a direct float64 form."""
-    from pose_prior.gmm import fit_gmm
     from pose_prior.priors import GMMPrior
+    from pose_prior.priors.gmm.model import fit_gmm
 
     poses = random_poses(40, 3)
     prior = GMMPrior(fit_gmm(poses.astype(np.float64), n_components=2, seed=0, max_iter=5))

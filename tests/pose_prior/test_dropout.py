@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from pose_prior.dropout import FastDropout, keep_mask
+from pose_prior.priors.gan.dropout import FastDropout, keep_mask
 
 
 def test_keep_mask_is_bernoulli_with_the_right_rate() -> None:

@@ -8,8 +8,11 @@ import math
 import pytest
 import torch
 
-from pose_prior.camera import perspective_project
-from pose_prior.fitting import (
+from pose_prior.body_model.h36m_regressor import h36m_regressor_for
+from pose_prior.body_model.keypoints import keypoint_map_for_body_model
+from pose_prior.evaluation.metrics3d import h36m_p2_errors
+from pose_prior.fitting.camera import perspective_project
+from pose_prior.fitting.keypoint_fit import (
     FitSettings,
     KeypointBody,
     camera_to_vars,
@@ -18,27 +21,23 @@ from pose_prior.fitting import (
     init_translation,
     vars_to_camera,
 )
-from pose_prior.frozen_prior import FrozenPrior
-from pose_prior.h36m_regressor import h36m_regressor_for
-from pose_prior.keypoints import keypoint_map_for_body_model
-from pose_prior.latent import make_latent
-from pose_prior.metrics3d import h36m_p2_errors
-from pose_prior.networks import PoseGenerator
-from pose_prior.priors import GMMPrior
+from pose_prior.priors import GANPrior, GMMPrior
+from pose_prior.priors.gan.networks import PoseGenerator
+from pose_prior.priors.latent import make_latent
 from pose_prior.rotations import axis_angle_to_matrix, body_pose_to_matrices, matrix_to_axis_angle
 
 FOCAL = 1000.0
 CENTER = (112.0, 112.0)
 
 
-def tame_prior(latent: str = "S", scale: float = 3.0, dtype: torch.dtype = torch.float64) -> FrozenPrior:
+def tame_prior(latent: str = "S", scale: float = 3.0, dtype: torch.dtype = torch.float64) -> GANPrior:
     """A seeded random-weight generator whose poses are moderate (output bias = identity rotations)."""
     torch.manual_seed(123)
     gen = PoseGenerator()
     with torch.no_grad():
         gen.bodyprior_dec_out.weight.mul_(scale)
         gen.bodyprior_dec_out.bias.copy_(torch.tensor([1.0, 0, 0, 1, 0, 0]).repeat(21))
-    return FrozenPrior(gen, make_latent(latent, 32)).to(dtype)
+    return GANPrior(gen, make_latent(latent, 32)).to(dtype)
 
 
 def upright(B: int, seed: int, dtype=torch.float64) -> torch.Tensor:
@@ -126,7 +125,7 @@ def test_fitting_recovers_a_body_the_prior_can_express(light_body_model_f64) -> 
     reg = torch.as_tensor(h36m_regressor_for("open-light", None, bm.num_vertices))
     gt_verts = bm(pose, global_orient=orient).vertices
     j17 = torch.einsum("jv,bvc->bjc", reg, gt_verts.double())
-    from pose_prior.keypoints import H36M17_TO_SPIN24
+    from pose_prior.body_model.keypoints import H36M17_TO_SPIN24
 
     S = torch.zeros(4, 24, 4, dtype=torch.float64)
     S[:, list(H36M17_TO_SPIN24), :3] = j17 - j17[:, :1]
@@ -187,7 +186,7 @@ def test_none_fits_the_raw_pose_without_a_prior_term(light_body_model_f64) -> No
     uv = perspective_project(kmap(out.vertices, out.joints), torch.zeros_like(res.transl), 5000.0, CENTER)
     conf = kp[..., 2] * kmap.available
     conf[:, [2, 3]] = 0.0  # SPIN ignores the hips
-    from pose_prior.camera import gmof
+    from pose_prior.fitting.camera import gmof
 
     loss = (conf**2 * gmof(uv - kp[..., :2]).sum(-1)).sum(-1)
     assert torch.allclose(loss, res.losses["reprojection"], rtol=1e-6)

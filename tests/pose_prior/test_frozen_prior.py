@@ -1,4 +1,4 @@
-"""FrozenPrior: frozen/eval, prior.pt round trip (weights_only), loader registry, inversion on the light model."""
+"""GANPrior: frozen/eval, prior.pt round trip (weights_only), loader registry, inversion on the light model."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import pickle
 import pytest
 import torch
 
-from pose_prior.frozen_prior import PRIOR_LOADERS, FrozenPrior, load_prior, register_prior_loader, save_prior
-from pose_prior.latent import make_latent
-from pose_prior.metrics import mesh_distance
-from pose_prior.networks import PoseGenerator
+from pose_prior.evaluation.distance import mesh_distance
+from pose_prior.priors import GANPrior, load_prior, register_prior_kind, save_prior
+from pose_prior.priors.file_format import PRIOR_LOADERS
+from pose_prior.priors.gan.networks import PoseGenerator
+from pose_prior.priors.latent import make_latent
 
 
 def _realistic_generator(seed: int = 0) -> PoseGenerator:
@@ -28,7 +29,7 @@ def _realistic_generator(seed: int = 0) -> PoseGenerator:
 
 
 def test_frozen_prior_is_frozen_and_stays_in_eval() -> None:
-    prior = FrozenPrior(PoseGenerator(), make_latent("S", 32))
+    prior = GANPrior(PoseGenerator(), make_latent("S", 32))
     assert not any(p.requires_grad for p in prior.parameters())
     prior.train()
     assert not prior.training and not prior.generator.training and not prior.generator.dropout.training
@@ -50,7 +51,7 @@ def test_prior_file_round_trip(tmp_path) -> None:
     assert raw["kind"] == "gan" and raw["latent"] == {"name": "U", "dim": 32}
     assert raw["provenance"]["config"]["betas"] == [0.5, 0.999] and "date" in raw["provenance"]
     prior = load_prior(path)
-    assert isinstance(prior, FrozenPrior) and prior.latent_type == "U"
+    assert isinstance(prior, GANPrior) and prior.latent_type == "U"
     z = torch.rand(16, 32) * 2 - 1
     gen.eval()
     assert torch.equal(prior.decode_matrices(z), gen(z))
@@ -66,7 +67,7 @@ def test_load_prior_rejects_other_files(tmp_path) -> None:
     pickled = tmp_path / "obj.pt"
     with open(pickled, "wb") as fh:
         pickle.dump({"format": "pose_prior", "obj": object()}, fh)
-    with pytest.raises(ValueError, match="weights_only"):
+    with pytest.raises(ValueError, match="refused without running them"):
         load_prior(pickled)
     unknown = tmp_path / "vp.pt"
     torch.save({"format": "pose_prior", "format_version": 1, "kind": "no-such-kind"}, unknown)
@@ -79,7 +80,7 @@ def test_load_prior_rejects_other_files(tmp_path) -> None:
 def test_loader_registry_dispatches_on_kind(tmp_path) -> None:
     path = tmp_path / "other.pt"
     torch.save({"format": "pose_prior", "format_version": 1, "kind": "test-kind", "x": torch.ones(2)}, path)
-    register_prior_loader("test-kind", lambda payload, p, device: payload["x"] * 2)
+    register_prior_kind("test-kind", lambda payload, p: payload["x"] * 2)
     try:
         assert torch.equal(load_prior(path), torch.full((2,), 2.0))
     finally:
@@ -87,7 +88,7 @@ def test_loader_registry_dispatches_on_kind(tmp_path) -> None:
 
 
 def test_invert_recovers_decoded_bodies_within_1mm(light_body_model) -> None:
-    prior = FrozenPrior(_realistic_generator(0), make_latent("S", 32))
+    prior = GANPrior(_realistic_generator(0), make_latent("S", 32))
     z_true = prior.sample(4, generator=torch.Generator().manual_seed(1))
     pose = prior.decode(z_true)
     z, d = prior.invert(pose, light_body_model, return_distance=True)
@@ -102,3 +103,36 @@ def test_invert_recovers_decoded_bodies_within_1mm(light_body_model) -> None:
     z_solo, d_solo = prior.invert(pose[2:3], light_body_model, return_distance=True)
     assert d_solo.item() < 1e-3
     torch.testing.assert_close(z_solo[0], z[2], atol=1e-3, rtol=0)
+
+
+def test_nonfinite_priors_are_neither_written_nor_loaded(tmp_path) -> None:
+    gen = PoseGenerator(latent_dim=8, hidden=16)
+    with torch.no_grad():
+        gen.bodyprior_dec_fc2.weight[3, 4] = float("nan")
+    with pytest.raises(ValueError, match=r"not written: non-finite values .*generator.state_dict.bodyprior_dec_fc2.weight"):
+        save_prior(tmp_path / "nan.pt", gen, make_latent("S", 8))
+    assert list(tmp_path.iterdir()) == []  # nothing left behind, not even a temporary file
+    # a file written by other means is refused on loading, with the reason
+    good = PoseGenerator(latent_dim=8, hidden=16)
+    save_prior(tmp_path / "ok.pt", good, make_latent("S", 8))
+    payload = torch.load(tmp_path / "ok.pt", weights_only=True)
+    payload["generator"]["state_dict"]["bodyprior_dec_out.bias"][0] = float("inf")
+    torch.save(payload, tmp_path / "inf.pt")
+    with pytest.raises(ValueError, match="refused: non-finite weights .*bodyprior_dec_out.bias.*diverged"):
+        load_prior(tmp_path / "inf.pt")
+
+
+def test_wrong_paths_get_true_hints(tmp_path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    save_prior(run / "prior.pt", PoseGenerator(latent_dim=8, hidden=16), make_latent("S", 8))
+    with pytest.raises(FileNotFoundError, match=f"is a directory, not a prior file; pass {run / 'prior.pt'}"):
+        load_prior(run)
+    torch.save({"state_dict": {}, "epoch": 3}, run / "last.ckpt")
+    with pytest.raises(ValueError, match="A Lightning checkpoint is not a prior file"):
+        load_prior(run / "last.ckpt")
+    (run / "notes.txt").write_text("hello")
+    with pytest.raises(ValueError) as info:
+        load_prior(run / "notes.txt")
+    assert "not a file torch.save wrote" in str(info.value) and "weights_only=False" not in str(info.value)
+    assert "Lightning" not in str(info.value)  # the checkpoint hint only for a .ckpt

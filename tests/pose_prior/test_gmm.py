@@ -13,7 +13,7 @@ import torch
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
-from pose_prior.gmm import GaussianMixturePrior, fit_gmm, load_smplify_gmm
+from pose_prior.priors.gmm.model import GaussianMixturePrior, fit_gmm, load_smplify_gmm
 
 
 def random_mixture(k: int, d: int, seed: int, scale: float = 0.3):

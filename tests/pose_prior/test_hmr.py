@@ -17,7 +17,7 @@ from pose_prior.hmr import (
     normalize_image,
 )
 
-# PROTOCOLS.md 6.3: the regressor entries of SPIN's checkpoint['model'] beside torchvision's ResNet-50 names
+# docs/formats.md#hmr-spin-and-eft-checkpoints: the regressor entries of SPIN's checkpoint['model'] beside torchvision's ResNet-50 names
 HEAD_SHAPES = {
     "fc1.weight": (1024, 2205), "fc1.bias": (1024,), "fc2.weight": (1024, 1024), "fc2.bias": (1024,),
     "decpose.weight": (144, 1024), "decpose.bias": (144,), "decshape.weight": (10, 1024), "decshape.bias": (10,),

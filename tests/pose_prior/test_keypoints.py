@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pose_prior import keypoints as kp
+from pose_prior.body_model import keypoints as kp
 
 
 def _swap_side(name: str) -> str:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from pose_prior.latent import NormalLatent, SphericalLatent, UniformLatent, make_latent
+from pose_prior.priors.latent import NormalLatent, SphericalLatent, UniformLatent, make_latent
 
 
 def test_make_latent_names_and_errors() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pose_prior.metrics import mesh_distance
+from pose_prior.evaluation.distance import mesh_distance
 
 
 def _loop(v1: torch.Tensor, v2: torch.Tensor) -> float:

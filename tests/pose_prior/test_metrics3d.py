@@ -7,12 +7,12 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from pose_prior.keypoints import H36M17_TO_SPIN24, H36M_TO_J14, J24_TO_J14
-from pose_prior.metrics3d import h36m_p2_errors, mpjpe, p_mpjpe, similarity_align
+from pose_prior.body_model.keypoints import H36M17_TO_SPIN24, H36M_TO_J14, J24_TO_J14
+from pose_prior.evaluation.metrics3d import h36m_p2_errors, mpjpe, p_mpjpe, similarity_align
 
 
 def procrustes_np(S1: np.ndarray, S2: np.ndarray) -> np.ndarray:
-    """The 6 steps of PROTOCOLS.md 1.4 for one frame, (J, 3) arrays, float64."""
+    """The 6 steps of docs/protocols.md#procrustes-alignment for one frame, (J, 3) arrays, float64."""
     S1, S2 = S1.T.astype(np.float64), S2.T.astype(np.float64)
     mu1 = S1.mean(axis=1, keepdims=True)
     mu2 = S2.mean(axis=1, keepdims=True)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from pose_prior.nearest import (
+from pose_prior.evaluation.nearest import (
     NO_INDEX,
     ExactNearestMeshSearch,
     StreamingNearestMesh,
@@ -20,14 +20,18 @@ from pose_prior.nearest import (
     mesh_distance_matrix,
     paired_mesh_distance,
 )
-from pose_prior.nearest.bounds import (
+from pose_prior.evaluation.nearest.bounds import (
     VertexGroups,
     coarse_distance_matrix,
     farthest_point_pivots,
     group_vertices,
     pivot_candidates,
 )
-from pose_prior.nearest.synthetic_bodies import ArticulatedStandIn, load_pose_to_vertices, posed_bodies
+from pose_prior.evaluation.nearest.synthetic_bodies import (
+    ArticulatedStandIn,
+    load_pose_to_vertices,
+    posed_bodies,
+)
 
 MM = 1e-3  # metres
 
@@ -222,7 +226,7 @@ def test_merging_partial_states_equals_one_stream(bodies):
 def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     import torch.distributed as dist
 
-    from pose_prior.nearest import all_reduce_nearest
+    from pose_prior.evaluation.nearest import all_reduce_nearest
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     torch.manual_seed(rank)
@@ -249,8 +253,8 @@ MEMORY_CHILD = r"""
 import json, resource, sys
 import torch
 torch.set_num_threads(1)
-from pose_prior.nearest import StreamingNearestMesh
-from pose_prior.nearest.synthetic_bodies import load_pose_to_vertices, posed_bodies
+from pose_prior.evaluation.nearest import StreamingNearestMesh
+from pose_prior.evaluation.nearest.synthetic_bodies import load_pose_to_vertices, posed_bodies
 total, chunk = int(sys.argv[1]), int(sys.argv[2])
 f = load_pose_to_vertices("open-light")
 stream = StreamingNearestMesh(posed_bodies(64, seed=1, pose_to_vertices=f))
@@ -291,7 +295,7 @@ def test_gpu_shortlist_uses_the_process_current_cuda_device(monkeypatch) -> None
     """Each DDP rank sets its CUDA device; the FAISS GPU index must follow it, not sit on GPU 0."""
     import types
 
-    import pose_prior.nearest.faiss_index as fi
+    import pose_prior.evaluation.nearest.faiss_index as fi
 
     made = {}
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pose_prior.networks import (
+from pose_prior.priors.gan.losses import discriminator_loss, generator_loss
+from pose_prior.priors.gan.networks import (
     PoseDiscriminator,
     PoseGenerator,
-    discriminator_loss,
     discriminator_param_count,
     discriminator_state_from_authors,
-    generator_loss,
 )
 from pose_prior.rotations import axis_angle_to_matrix
 
@@ -93,8 +92,29 @@ def test_least_squares_losses_by_hand() -> None:
     # joint_fake: (0 + 1 + 0.25 + 0) / 4 = 0.3125 ; pose_fake: (1 + 0) / 2 = 0.5
     assert parts["joint_real"].item() == 0.3125 and parts["pose_real"].item() == 0.5
     assert parts["joint_fake"].item() == 0.3125 and parts["pose_fake"].item() == 0.5
-    assert total.item() == 21 * 0.625 + 1.0
+    # the authors' scale: column weights 21/2 (two joint columns) and 1/1, averaged over batch and 3 columns
+    assert abs(total.item() - (21 * 0.625 + 1.0) / 3) < 1e-6
     g_total, g_parts = generator_loss(d_fake, joint_weight=21.0, pose_weight=1.0)
     # joint: (1 + 0 + 0.25 + 1) / 4 = 0.5625 ; pose: (4 + 1) / 2 = 2.5
     assert g_parts["joint"].item() == 0.5625 and g_parts["pose"].item() == 2.5
-    assert g_total.item() == 21 * 0.5625 + 2.5
+    assert abs(g_total.item() - (21 * 0.5625 + 2.5) / 3) < 1e-6
+
+
+def test_losses_equal_the_authors_column_loop() -> None:
+    """Their vanilla_gan loss, written from its description: per column (d - label)^2 * weight / columns of
+    its term, averaged over batch and all J + 1 columns; discriminator: fake term + real term."""
+    g = torch.Generator().manual_seed(0)
+    d_real, d_fake = torch.randn(7, 22, generator=g, dtype=torch.float64), torch.randn(7, 22, generator=g, dtype=torch.float64)
+
+    def term(d: torch.Tensor, label: float) -> float:
+        total = 0.0
+        for b in range(d.shape[0]):
+            for c in range(22):
+                weight = 21.0 / 21 if c < 21 else 1.0 / 1
+                total += weight * (float(d[b, c]) - label) ** 2
+        return total / (d.shape[0] * 22)
+
+    d_loss, _ = discriminator_loss(d_real, d_fake, 21.0, 1.0)
+    g_loss, _ = generator_loss(d_fake, 21.0, 1.0)
+    assert abs(d_loss.item() - (term(d_fake, 0.0) + term(d_real, 1.0))) < 1e-12
+    assert abs(g_loss.item() - term(d_fake, 1.0)) < 1e-12

@@ -10,8 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pose_prior.rotations import axis_angle_to_matrix
-from pose_prior.vposer import (
+from pose_prior.priors.vposer.model import (
     VPOSER_PARAMETER_COUNT,
     VPoser,
     geodesic_angles,
@@ -23,8 +22,9 @@ from pose_prior.vposer import (
     vposer_batch_loss,
     vposer_loss,
 )
+from pose_prior.rotations import axis_angle_to_matrix
 
-# PROTOCOLS.md 8.2, verbatim
+# docs/formats.md#vposer-checkpoints, verbatim
 EXPECTED_SHAPES = {
     "encoder_net.1.weight": (63,),
     "encoder_net.1.bias": (63,),
@@ -251,8 +251,58 @@ def test_checkpoint_with_foreign_class_is_refused(tmp_path):
     ckpt["evil"] = np.random.default_rng(0)  # a numpy Generator is not a tensor, array or container
     path = tmp_path / "foreign.ckpt"
     torch.save(ckpt, path)
-    with pytest.raises(Exception, match=r"(?s)foreign\.ckpt.*numpy\.random"):
+    with pytest.raises(Exception, match=r"(?s)foreign\.ckpt.*numpy\.random") as err:
         load_vposer_checkpoint(path)
+    assert "weights_only=False" not in str(err.value)
+
+
+class _RunsCode:
+    """Unpickling this would call os.system; the loader must refuse it before calling anything."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_checkpoint_that_runs_code_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "pwned"
+    ckpt = fabricated_lightning_checkpoint(randomised_vposer(7))
+    ckpt["hyper_parameters"] = {"payload": _RunsCode(marker)}
+    path = tmp_path / "malicious.ckpt"
+    torch.save(ckpt, path)
+    with pytest.raises(pickle.UnpicklingError) as err:
+        load_vposer_checkpoint(path)
+    message = str(err.value)
+    assert str(path) in message and "system" in message
+    assert "weights_only=False" not in message
+    assert not marker.exists()
+
+
+def test_checkpoint_with_omegaconf_hparams_and_callbacks_keyed_by_class(tmp_path):
+    """omegaconf hyperparameters and class-keyed callback states become placeholders; keys stay distinct."""
+    pytest.importorskip("pytorch_lightning")
+    pytest.importorskip("omegaconf")
+    from omegaconf import OmegaConf
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+
+    from pose_prior.priors.vposer.model import _load_checkpoint_file
+    from pose_prior.safe_pickle import Placeholder
+
+    model = randomised_vposer(8)
+    ckpt = fabricated_lightning_checkpoint(model)
+    ckpt["hyper_parameters"] = OmegaConf.create({"model_params": {"latentD": 32, "num_neurons": 512}})
+    ckpt["callbacks"] = {ModelCheckpoint: {"best_model_score": torch.tensor(0.03)}, EarlyStopping: {"wait_count": 3}}
+    path = tmp_path / "omegaconf.ckpt"
+    torch.save(ckpt, path)
+    assert_same_model(model, load_vposer_checkpoint(path))
+    raw = _load_checkpoint_file(path)
+    assert isinstance(raw["hyper_parameters"], Placeholder)
+    assert sorted(k.pickled_class.rsplit(".", 1)[1] for k in raw["callbacks"]) == ["EarlyStopping", "ModelCheckpoint"]
+    assert raw["callbacks"][next(k for k in raw["callbacks"] if "Early" in k.pickled_class)] == {"wait_count": 3}
 
 
 def test_checkpoint_key_errors_are_reported(tmp_path):

@@ -1,9 +1,9 @@
 """Exact nearest neighbours under the paper's Eq. 5 (mean per-vertex Euclidean distance), at scale."""
 
-from pose_prior.nearest.distance import brute_force_nearest, mesh_distance_matrix, paired_mesh_distance
-from pose_prior.nearest.exact import NO_INDEX, SearchStats
-from pose_prior.nearest.search import ExactNearestMeshSearch
-from pose_prior.nearest.streaming import StreamingNearestMesh, all_reduce_nearest, merge_nearest
+from pose_prior.evaluation.distance import brute_force_nearest, mesh_distance_matrix, paired_mesh_distance
+from pose_prior.evaluation.nearest.exact import NO_INDEX, SearchStats
+from pose_prior.evaluation.nearest.search import ExactNearestMeshSearch
+from pose_prior.evaluation.nearest.streaming import StreamingNearestMesh, all_reduce_nearest, merge_nearest
 
 __all__ = [
     "NO_INDEX",

@@ -15,15 +15,15 @@ from dataclasses import dataclass
 
 import torch
 
-from pose_prior.nearest.bounds import (
+from pose_prior.evaluation.distance import paired_mesh_distance
+from pose_prior.evaluation.nearest.bounds import (
     VertexGroups,
     centroids_of,
     coarse_distance_matrix,
     group_vertices,
     paired_coarse_distance,
 )
-from pose_prior.nearest.distance import paired_mesh_distance
-from pose_prior.nearest.faiss_index import FlatL2Shortlist
+from pose_prior.evaluation.nearest.faiss_index import FlatL2Shortlist
 
 NO_INDEX = torch.iinfo(torch.long).max  # index of "no neighbour yet": loses every tie
 DEFAULT_LEVELS = (8, 32, 128)  # vertex groups per coarse level, coarsest first

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from pose_prior.nearest.exact import (
+from pose_prior.evaluation.nearest.exact import (
     DEFAULT_LEVELS,
     CoarseLevels,
     PreparedBodies,
@@ -12,7 +12,7 @@ from pose_prior.nearest.exact import (
     improve_nearest,
     prepare_bodies,
 )
-from pose_prior.nearest.faiss_index import FlatL2Shortlist
+from pose_prior.evaluation.nearest.faiss_index import FlatL2Shortlist
 
 
 class ExactNearestMeshSearch:

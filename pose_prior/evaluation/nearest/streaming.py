@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from pose_prior.nearest.exact import (
+from pose_prior.evaluation.nearest.exact import (
     DEFAULT_LEVELS,
     NO_INDEX,
     CoarseLevels,
@@ -20,7 +20,7 @@ from pose_prior.nearest.exact import (
     merge_nearest_,
     prepare_bodies,
 )
-from pose_prior.nearest.faiss_index import FlatL2Shortlist
+from pose_prior.evaluation.nearest.faiss_index import FlatL2Shortlist
 
 
 class StreamingNearestMesh:

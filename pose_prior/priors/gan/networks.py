@@ -10,9 +10,7 @@
   layer run as ONE matrix product (`first_layer`). The MLP's first weight is stored feature-major
   (f * J + j), the order of the authors' `comm_features.view(N, -1)` on (N, 32, J), so their weights
   map one to one (`discriminator_state_from_authors`).
-- Least-squares losses, targets 1 (real) / 0 (fake); the per-joint term is the mean over joints and
-  batch times `joint_weight` (21 in the authors' public config, i.e. HMR's sum over joints), the
-  whole-pose term the batch mean times `pose_weight` (1).
+The least-squares losses are in `losses.py`.
 """
 
 from __future__ import annotations
@@ -24,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pose_prior.dropout import FastDropout
+from pose_prior.priors.gan.dropout import FastDropout
+from pose_prior.priors.gan.settings import GanSettings
 from pose_prior.rotations import matrices_to_body_pose, sixd_to_matrix
 
 
@@ -33,11 +32,11 @@ class PoseGenerator(nn.Module):
 
     def __init__(
         self,
-        latent_dim: int = 32,
-        hidden: int = 512,
+        latent_dim: int = GanSettings.latent_dim,
+        hidden: int = GanSettings.gen_hidden,
         num_joints: int = 21,
-        dropout: float = 0.1,
-        slope: float = 0.2,
+        dropout: float = GanSettings.gen_dropout,
+        slope: float = GanSettings.leaky_slope,
     ) -> None:
         super().__init__()
         self.latent_dim, self.hidden, self.num_joints = int(latent_dim), int(hidden), int(num_joints)
@@ -83,10 +82,10 @@ class PoseDiscriminator(nn.Module):
     def __init__(
         self,
         num_joints: int = 21,
-        joint_features: int = 32,
-        hidden: int = 64,
+        joint_features: int = GanSettings.disc_joint_features,
+        hidden: int = GanSettings.disc_hidden,
         num_layers: int = 2,
-        slope: float = 0.2,
+        slope: float = GanSettings.leaky_slope,
     ) -> None:
         super().__init__()
         self.num_joints, self.joint_features = int(num_joints), int(joint_features)
@@ -150,40 +149,11 @@ class PoseDiscriminator(nn.Module):
         return torch.cat([per_joint, whole], dim=1)  # (B, J + 1)
 
 
-def split_logits(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, J + 1) discriminator output -> per-joint logits (B, J), whole-pose logits (B,)."""
-    return d[:, :-1], d[:, -1]
-
-
-def discriminator_loss(
-    d_real: torch.Tensor, d_fake: torch.Tensor, joint_weight: float = 21.0, pose_weight: float = 1.0
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """LSGAN discriminator loss: real -> 1, fake -> 0. Returns (total, unweighted mean parts)."""
-    jr, pr = split_logits(d_real)
-    jf, pf = split_logits(d_fake)
-    parts = {
-        "joint_real": (jr - 1.0).pow(2).mean(),
-        "pose_real": (pr - 1.0).pow(2).mean(),
-        "joint_fake": jf.pow(2).mean(),
-        "pose_fake": pf.pow(2).mean(),
-    }
-    total = joint_weight * (parts["joint_real"] + parts["joint_fake"]) + pose_weight * (
-        parts["pose_real"] + parts["pose_fake"]
-    )
-    return total, parts
-
-
-def generator_loss(
-    d_fake: torch.Tensor, joint_weight: float = 21.0, pose_weight: float = 1.0
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """LSGAN generator loss: fake -> 1. Returns (total, unweighted mean parts)."""
-    jf, pf = split_logits(d_fake)
-    parts = {"joint": (jf - 1.0).pow(2).mean(), "pose": (pf - 1.0).pow(2).mean()}
-    return joint_weight * parts["joint"] + pose_weight * parts["pose"], parts
-
-
 def discriminator_param_count(
-    num_joints: int = 21, joint_features: int = 32, hidden: int = 64, num_layers: int = 2
+    num_joints: int = 21,
+    joint_features: int = GanSettings.disc_joint_features,
+    hidden: int = GanSettings.disc_hidden,
+    num_layers: int = 2,
 ) -> int:
     """Parameter count of `PoseDiscriminator` from the architecture arithmetic."""
     J, C, H = num_joints, joint_features, hidden

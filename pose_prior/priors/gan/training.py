@@ -20,8 +20,9 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from pose_prior.latent import LatentSpace
-from pose_prior.networks import discriminator_loss, generator_loss
+from pose_prior.priors.gan.losses import discriminator_loss, generator_loss
+from pose_prior.priors.gan.settings import GanOptimSettings, GanSettings
+from pose_prior.priors.latent import LatentSpace
 from pose_prior.rotations import body_pose_to_matrices
 
 
@@ -57,9 +58,9 @@ def train_step(
     d_opt: torch.optim.Optimizer,
     real_batch: torch.Tensor,
     latent: LatentSpace,
-    d_steps: int = 10,
-    joint_weight: float = 21.0,
-    pose_weight: float = 1.0,
+    d_steps: int = GanSettings.d_steps,
+    joint_weight: float = GanSettings.joint_loss_weight,
+    pose_weight: float = GanSettings.pose_loss_weight,
     backward: Callable[[torch.Tensor], None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Run d_steps discriminator updates then one generator update; return detached scalars for logging.
@@ -108,11 +109,11 @@ def train_step(
 def make_optimizers(
     generator: nn.Module,
     discriminator: nn.Module,
-    g_lr: float = 2e-4,
-    d_lr: float = 2e-4,
-    betas: tuple[float, float] = (0.5, 0.999),
+    g_lr: float = GanOptimSettings.lr,
+    d_lr: float = GanOptimSettings.lr,
+    betas: tuple[float, float] = (GanOptimSettings.beta1, GanOptimSettings.beta2),
 ) -> tuple[torch.optim.Adam, torch.optim.Adam]:
-    """The authors' optimisers: Adam lr 2e-4, betas (0.5, 0.999) for both networks (foreach kernels)."""
+    """The authors' optimisers (`GanOptimSettings`): Adam for both networks (foreach kernels)."""
     g_opt = torch.optim.Adam(generator.parameters(), lr=g_lr, betas=betas, foreach=True)
     d_opt = torch.optim.Adam(discriminator.parameters(), lr=d_lr, betas=betas, foreach=True)
     return g_opt, d_opt

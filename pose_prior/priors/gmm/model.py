@@ -8,7 +8,7 @@ SMPLify's penalty (smplify-x `MaxMixturePrior`, "merged" path, used by smplify-x
     GMM(theta) = min_k [ 1/2 (theta - mu_k)^T P_k (theta - mu_k) - log nll_w_k ],
     nll_w_k = w_k / ((2 pi)^(D/2) * d_k / min_j d_j),   d_k = sqrt(det Sigma_k),
 i.e. the max-mixture negative log-likelihood -max_k log(w_k N(theta; mu_k, Sigma_k)) minus the constant
-log min_j d_j (PROTOCOLS.md section 5).
+log min_j d_j (docs/protocols.md#gmm-pose-prior).
 
 The published `gmm_08.pkl` is 69-d (SMPL joints 1..23). Its first 63 entries are the SMPL-H body pose in
 the same joint order; `load_smplify_gmm` reduces it to 63-d either by marginalising (default) or by
@@ -25,6 +25,8 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import nn
+
+from pose_prior.rows import sample_rows
 
 POSE_DIM = 63  # SMPL-H body pose: 21 joints x axis-angle
 SMPL_POSE_DIM = 69  # SMPL body pose: 23 joints x axis-angle (the dimension of gmm_08.pkl)
@@ -211,8 +213,7 @@ def fit_gmm(
         raise ValueError(f"fit_gmm expects poses of shape (N, D), got {data.shape}")
     n = data.shape[0]
     if max_samples is not None and n > int(max_samples):
-        idx = np.sort(np.random.default_rng(seed).choice(n, size=int(max_samples), replace=False))
-        data = data[idx]
+        data = data[sample_rows(n, int(max_samples), seed)]
     data = np.asarray(data, dtype=np.float64)
     if data.shape[0] < n_components:
         raise ValueError(f"fit_gmm needs at least n_components={n_components} poses, got {data.shape[0]}")
@@ -249,7 +250,7 @@ def load_smplify_gmm(
     its samples are exactly the first 63 entries of the 69-d model's samples.
     reduce="zero_pad": the 69-d model evaluated on theta padded with 6 zeros, as smplify-x does when a
     63-d pose drives SMPL (`append_wrists`); it reproduces smplify-x's numbers with VPoser-era code.
-    Which of the two the paper used is not known (PROTOCOLS.md section 5).
+    Which of the two the paper used is not known (docs/protocols.md#gmm-pose-prior).
     The file is read with a restricted unpickler: only numpy arrays and plain containers are allowed.
     """
     if reduce not in ("marginalise", "zero_pad"):
@@ -273,16 +274,12 @@ def load_smplify_gmm(
 def _read_gmm_pickle(path: str | os.PathLike) -> dict:
     """The dict inside gmm_08.pkl, read by the restricted unpickler (numpy arrays + containers only).
 
-    `_codecs.encode` is allowed on top of the model-file allowlist: Python 3 writes array bytes in a
-    protocol-0 pickle through it (the Python 2 original stores them as latin1 strings).
+    The unpickler's data allow-list covers both the Python 2 original (array bytes as latin1 strings)
+    and Python 3 protocol-0 re-pickles (array bytes through `_codecs.encode`).
     """
-    import codecs
+    from pose_prior.safe_pickle import restricted_load_dict
 
-    from pose_prior.body_model.safe_pickle import restricted_load
-
-    data = restricted_load(path, extra_allowed={("_codecs", "encode"): codecs.encode})
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a pickled dict with keys {GMM_PICKLE_KEYS}, got {type(data).__name__}")
+    data = restricted_load_dict(path, f"GMM arrays {GMM_PICKLE_KEYS}")
     missing = [k for k in GMM_PICKLE_KEYS if k not in data]
     if missing:
         raise KeyError(f"{path}: GMM pickle lacks key(s) {missing}; has {sorted(map(str, data))}")

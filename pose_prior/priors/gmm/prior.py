@@ -1,73 +1,40 @@
-"""The GMM baseline behind the frozen-prior interface. It has no latent space: its "latent" IS the 63-d
-axis-angle body pose, so decode / project / invert are identities, sample draws poses from the mixture and
-interpolation is linear in axis-angle. The prior penalty is SMPLify's max-mixture term.
-File kind "gmm" (read by `pose_prior.frozen_prior.load_prior`)."""
+"""The GMM baseline behind the prior interface. It has no latent space: its "latent" IS the 63-d axis-angle
+body pose, so decode, project and invert are identities, sampling draws poses from the mixture and
+interpolation is linear in axis-angle; a fit starts from SMPLify's mixture mean and adds SMPLify's
+max-mixture penalty. File kind "gmm": `"gmm": {"state_dict": {...}}` in the envelope."""
 
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
-from torch import nn
 
-from pose_prior.frozen_prior import FrozenPrior, cpu_state_dict, register_prior_loader, write_prior_file
-from pose_prior.gmm import GaussianMixturePrior, fit_gmm, load_smplify_gmm
-from pose_prior.latent import LatentSpace
-from pose_prior.rotations import axis_angle_to_matrix
+from pose_prior.priors.base import PosePrior
+from pose_prior.priors.file_format import cpu_state_dict, malformed
+from pose_prior.priors.gmm.model import GaussianMixturePrior, fit_gmm, load_smplify_gmm
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pose_prior.fitting.keypoint_fit import FitSettings
 
 KIND = "gmm"
 
 
-class GMMPoseSpace(LatentSpace):
-    """The "latent space" of the GMM prior: body poses (dim 63); samples come from the mixture."""
+class GMMPrior(PosePrior):
+    """Frozen GMM pose prior (the GMM itself computes in float64)."""
 
-    name = "pose"
+    kind = KIND
 
-    def __init__(self, gmm: GaussianMixturePrior) -> None:
-        super().__init__(gmm.pose_dim)
-        self._gmm = gmm
-
-    def _sample(self, shape, generator, device, dtype) -> torch.Tensor:
-        return self._gmm.sample(shape[0], generator=generator, dtype=dtype).to(device)
-
-    def __eq__(self, other: object) -> bool:
-        return self is other
-
-    def __hash__(self) -> int:
-        return id(self)
-
-
-class PoseIdentityGenerator(nn.Module):
-    """Adapter: the identity "generator" pose (n, 63) -> rotation matrices (n, 21, 3, 3); holds the GMM."""
-
-    def __init__(self, gmm: GaussianMixturePrior) -> None:
-        super().__init__()
+    def __init__(self, gmm: GaussianMixturePrior, provenance: dict | None = None,
+                 dtype: torch.dtype = torch.float32) -> None:
+        super().__init__(provenance, dtype)
         self.gmm = gmm
-        self.latent_dim = gmm.pose_dim
-        self.num_joints = gmm.pose_dim // 3
-
-    def forward(self, pose: torch.Tensor) -> torch.Tensor:
-        return axis_angle_to_matrix(pose.reshape(pose.shape[0], self.num_joints, 3))
-
-
-class GMMPrior(FrozenPrior):
-    """Frozen GMM pose prior with the shared interface (latent = pose, latent_type "pose")."""
-
-    def __init__(
-        self, gmm: GaussianMixturePrior, provenance: dict | None = None, dtype: torch.dtype = torch.float32
-    ) -> None:
-        super().__init__(PoseIdentityGenerator(gmm), GMMPoseSpace(gmm), provenance)
-        # Carries the prior's working device and dtype (the GMM itself stays float64).
-        self.register_buffer("_anchor", torch.zeros((), dtype=dtype))
+        self.freeze()
 
     @property
-    def gmm(self) -> GaussianMixturePrior:
-        return self.generator.gmm
-
-    def _param(self) -> torch.Tensor:
-        return self._anchor
+    def latent_dim(self) -> int:
+        return self.gmm.pose_dim
 
     @classmethod
     def from_smplify(
@@ -82,10 +49,9 @@ class GMMPrior(FrozenPrior):
         prov = {"fit": {k: v for k, v in fit_kwargs.items() if isinstance(v, (int, float, str, bool, type(None)))}}
         return cls(fit_gmm(poses, **fit_kwargs), {**prov, **dict(provenance or {})})
 
-    # --- the shared interface (latent = pose) ----------------------------------------------------
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Identity: the GMM's "latent" is the (n, 63) axis-angle body pose."""
-        return z
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n poses (n, 63) drawn from the mixture."""
+        return self.gmm.sample(n, generator=generator, dtype=self.dtype).to(self.device)
 
     def prior_penalty(self, z: torch.Tensor) -> torch.Tensor:
         """(B, 63) -> (B,): SMPLify's max-mixture penalty (float64 inside, returned in z's dtype)."""
@@ -99,32 +65,27 @@ class GMMPrior(FrozenPrior):
         """(63,): SMPLify's initial body pose sum_k w_k mu_k, in the prior's dtype."""
         return self.gmm.mean_pose().to(self._anchor)
 
-    def invert(
-        self, body_pose: torch.Tensor, body_model: nn.Module | None = None, return_distance: bool = False, **_: Any
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Identity: a pose is its own latent (exact, distance 0)."""
-        z = body_pose.detach().clone().to(self._anchor)
-        return (z, torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)) if return_distance else z
+    def fit_starts(self, count: int, candidates: int, seed: int) -> torch.Tensor:
+        """SMPLify's mean pose, then `count - 1` poses sampled with `seed`."""
+        mean = self.mean_pose()[None]
+        if count == 1:
+            return mean
+        return torch.cat([mean, self.sample(count - 1, generator=torch.Generator().manual_seed(seed))])
+
+    def fit_penalty(self, z: torch.Tensor, settings: FitSettings) -> torch.Tensor | None:
+        """gmm_weight^2 x SMPLify's max-mixture penalty (SPIN's final weight by default)."""
+        if settings.gmm_weight > 0:
+            return settings.gmm_weight**2 * self.prior_penalty(z).to(z.dtype)
+        return None
+
+    def file_entries(self) -> dict:
+        return {"gmm": {"state_dict": cpu_state_dict(self.gmm)}}
 
 
-def save_gmm_prior(
-    path: str | os.PathLike, prior: GMMPrior | GaussianMixturePrior, provenance: dict | None = None
-) -> None:
-    """Write a "gmm" prior file atomically (tensors and plain values; torch.load(weights_only=True))."""
-    gmm = prior.gmm if isinstance(prior, GMMPrior) else prior
-    base = prior.provenance if isinstance(prior, GMMPrior) else {}
-    write_prior_file(path, KIND, "pose", gmm.pose_dim, {"gmm": {"state_dict": cpu_state_dict(gmm)}},
-                     base, provenance)
-
-
-def load_gmm_payload(payload: dict, path: str, device: torch.device | str | None) -> GMMPrior:
-    """PRIOR_LOADERS entry for kind "gmm"."""
+def load_gmm_payload(payload: dict, path: str) -> GMMPrior:
+    """The "gmm" kind's loader (`pose_prior.priors.file_format`)."""
     try:
         gmm = GaussianMixturePrior.from_state_dict(payload["gmm"]["state_dict"])
     except (KeyError, TypeError, RuntimeError, ValueError) as err:
-        raise ValueError(f"{path}: malformed GMM prior file ({type(err).__name__}: {err})") from err
-    prior = GMMPrior(gmm, provenance=payload.get("provenance"))
-    return prior.to(device) if device is not None else prior
-
-
-register_prior_loader(KIND, load_gmm_payload)
+        raise malformed(path, "GMM", err) from err
+    return GMMPrior(gmm, provenance=payload.get("provenance"))

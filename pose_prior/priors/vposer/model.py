@@ -1,6 +1,6 @@
 """VPoser v2 (V02_05) in plain PyTorch: the network, its training losses and a checkpoint loader.
 
-The modules are laid out exactly as human_body_prior's `VPoser` (PROTOCOLS.md section 8.1), so the state
+The modules are laid out exactly as human_body_prior's `VPoser` (docs/protocols.md#vposer-architecture), so the state
 dict keys are the published ones (`encoder_net.2.weight`, `encoder_net.8.mu.weight`,
 `decoder_net.5.bias`, ...) and the released weights load strictly. Differences from the original:
 `decode` returns `pose_body` flat (B, 63) instead of (B, 21, 3), and the axis-angle conversion uses roma
@@ -9,6 +9,7 @@ dict keys are the published ones (`encoder_net.2.weight`, `encoder_net.8.mu.weig
 
 from __future__ import annotations
 
+import collections
 import os
 import pickle
 from collections.abc import Mapping
@@ -19,9 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from pose_prior.rotations import body_pose_to_matrices, matrices_to_body_pose, sixd_to_matrix
+from pose_prior.safe_pickle import restricted_pickle_module, torch_tensor_globals
 
 NUM_JOINTS = 21
-VPOSER_PARAMETER_COUNT = 936_252  # num_neurons=512, latentD=32 (PROTOCOLS.md 8.1)
+VPOSER_PARAMETER_COUNT = 936_252  # num_neurons=512, latentD=32 (docs/protocols.md#vposer-architecture)
 
 
 # --- network -------------------------------------------------------------------------------------
@@ -109,7 +111,7 @@ class VPoser(nn.Module):
             self.train(was_training)
 
 
-# --- losses (PROTOCOLS.md 8.3) -------------------------------------------------------------------
+# --- losses (docs/protocols.md#vposer-training) -------------------------------------------------------------------
 def kl_term(q: torch.distributions.Normal) -> torch.Tensor:
     """Mean over the batch of sum over latent dims of KL(q || N(0, I))."""
     p = torch.distributions.Normal(torch.zeros_like(q.loc), torch.ones_like(q.scale))
@@ -221,8 +223,15 @@ def _takes_matrices(body_model: nn.Module) -> bool:
 CHECKPOINT_PREFIX = "vp_model."
 # Top-level packages whose objects may appear in a Lightning 1.x checkpoint outside `state_dict`
 # (callback states keyed by class, AttributeDict / omegaconf hyperparameters). The fallback loader
-# replaces them with inert placeholders and never imports or runs them.
+# replaces them with `pose_prior.safe_pickle` placeholders and never imports or runs them.
 INERT_PACKAGES = ("pytorch_lightning", "lightning", "lightning_fabric", "omegaconf", "dotmap")
+# Besides tensors: what omegaconf's pickled configs reference (node metadata types, content containers).
+_CHECKPOINT_EXTRA_GLOBALS: dict[tuple[str, str], Any] = {
+    ("typing", "Any"): Any,
+    ("builtins", "dict"): dict,
+    ("__builtin__", "dict"): dict,  # torch.save's protocol 2 writes Python 2 module names
+    ("collections", "defaultdict"): collections.defaultdict,
+}
 
 
 def load_vposer_checkpoint(
@@ -234,8 +243,8 @@ def load_vposer_checkpoint(
     (`bm_train.*` body-model buffers, ...) are dropped; the rest must match the model exactly (strict).
     Network sizes (num_neurons, latent_dim) are read from the weight shapes.
     Files are read with torch.load(weights_only=True); a Lightning 1.x checkpoint that pickles
-    Lightning classes (e.g. callback states keyed by class) falls back to a restricted unpickler
-    (see `_restricted_torch_load`).
+    Lightning classes (e.g. callback states keyed by class) falls back to the restricted unpickler of
+    `pose_prior.safe_pickle` (see `_load_checkpoint_file`); any other class is refused.
     """
     where = str(source) if isinstance(source, (str, os.PathLike)) else "<state dict>"
     ckpt = _load_checkpoint_file(source) if isinstance(source, (str, os.PathLike)) else source
@@ -277,76 +286,17 @@ def load_vposer_checkpoint(
 
 
 def _load_checkpoint_file(path: str | os.PathLike) -> Any:
+    """torch.load(weights_only=True); if that refuses a class, `pose_prior.safe_pickle`'s restricted unpickler.
+
+    The second pass exists for Lightning 1.x checkpoints (V02_05), which pickle Lightning/omegaconf objects
+    outside `state_dict`; it allows tensors, numpy arrays and containers by name and replaces classes of
+    INERT_PACKAGES by placeholders that run nothing. torch's refusal is not re-raised: its message advises
+    weights_only=False, and the restricted unpickler's own refusal names the file and the class.
+    """
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        try:
-            return _restricted_torch_load(path)
-        except pickle.UnpicklingError as err2:
-            raise pickle.UnpicklingError(
-                f"{path}: cannot be read safely. weights_only=True said: {err}\nrestricted loader said: {err2}\n"
-                "If you trust the file, extract its weights once with "
-                "`torch.save(torch.load(path, weights_only=False)['state_dict'], 'vposer_state.pt')` "
-                "and load that file instead."
-            ) from None
-
-
-class _InertObject(dict):
-    """Placeholder for a Lightning/omegaconf object in a checkpoint: absorbs its pickled state, runs nothing."""
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> _InertObject:
-        return dict.__new__(cls)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        dict.__init__(self)
-        self.__dict__["_args"] = args
-
-    def __setstate__(self, state: Any) -> None:
-        self.__dict__["_state"] = state
-
-    def append(self, item: Any) -> None:
-        self.__dict__.setdefault("_items", []).append(item)
-
-    def extend(self, items: Any) -> None:
-        self.__dict__.setdefault("_items", []).extend(items)
-
-    def __hash__(self) -> int:  # placeholders may be dict keys (Lightning 1.0 keys callback states by class)
-        return id(self)
-
-
-def _restricted_torch_load(path: str | os.PathLike) -> Any:
-    """torch.load with an unpickler that allows only torch's weights-only globals, numpy arrays and plain
-    containers, and maps classes from INERT_PACKAGES to `_InertObject` without importing them.
-
-    Any other global is refused with an error naming the file and the class.
-    """
-    from torch import _weights_only_unpickler
-
-    allowed = dict(_weights_only_unpickler._get_allowed_globals())
-    extra = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),
-    }
-
-    class RestrictedUnpickler(pickle.Unpickler):
-        def find_class(self, module: str, name: str) -> Any:
-            full = f"{module}.{name}"
-            if full in allowed:
-                return allowed[full]
-            if (module, name) in extra:
-                return super().find_class(module, name)
-            if module.split(".")[0] in INERT_PACKAGES:
-                return _InertObject
-            raise pickle.UnpicklingError(f"{path}: refusing to unpickle global {full!r} (not a tensor, array or container)")
-
-    class RestrictedPickleModule:
-        Unpickler = RestrictedUnpickler
-        UnpicklingError = pickle.UnpicklingError
-        load = staticmethod(lambda f, **kw: RestrictedUnpickler(f, **kw).load())
-
-    return torch.load(path, map_location="cpu", weights_only=False, pickle_module=RestrictedPickleModule)
+    except pickle.UnpicklingError:
+        pass
+    allowed = {**torch_tensor_globals(), **_CHECKPOINT_EXTRA_GLOBALS}
+    pickle_module = restricted_pickle_module(str(path), allowed, placeholder_packages=INERT_PACKAGES)
+    return torch.load(path, map_location="cpu", weights_only=False, pickle_module=pickle_module)

@@ -1,5 +1,5 @@
-"""VPoser behind the frozen-prior interface: latent N(0, I) of dim 32, decoder as generator, encoder-initialised
-inversion. File kind "vposer" (read by `pose_prior.frozen_prior.load_prior`)."""
+"""VPoser behind the prior interface: latent N(0, I), the decoder as generator, inversion started from the
+encoder mean. File kind "vposer": `"vposer": {"kwargs": {...}, "state_dict": {...}}` in the envelope."""
 
 from __future__ import annotations
 
@@ -9,38 +9,27 @@ from typing import Any
 import torch
 from torch import nn
 
-from pose_prior.frozen_prior import FrozenPrior, cpu_state_dict, register_prior_loader, write_prior_file
-from pose_prior.latent import NormalLatent
-from pose_prior.vposer import VPoser, load_vposer_checkpoint
+from pose_prior.priors.base import LatentPrior
+from pose_prior.priors.file_format import cpu_state_dict, malformed
+from pose_prior.priors.latent import NormalLatent
+from pose_prior.priors.vposer.model import VPoser, load_vposer_checkpoint
 
 KIND = "vposer"
 
 
-class VPoserDecoderGenerator(nn.Module):
-    """Adapter: a VPoser seen as a generator z (n, latent_dim) -> rotation matrices (n, 21, 3, 3).
-
-    Holds the whole VPoser (the encoder initialises inversion); only the decoder runs in forward.
-    """
-
-    def __init__(self, vposer: VPoser) -> None:
-        super().__init__()
-        self.vposer = vposer
-        self.latent_dim = vposer.latent_dim
-        self.num_joints = vposer.num_joints
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.vposer.decoder_net(z).reshape(z.shape[0], self.num_joints, 3, 3)
-
-
-class VPoserPrior(FrozenPrior):
+class VPoserPrior(LatentPrior):
     """Frozen VPoser: sample z ~ N(0, I), decode with the decoder, invert from the encoder mean."""
 
+    kind = KIND
+
     def __init__(self, vposer: VPoser, provenance: dict | None = None) -> None:
-        super().__init__(VPoserDecoderGenerator(vposer), NormalLatent(vposer.latent_dim), provenance)
+        super().__init__(NormalLatent(vposer.latent_dim), provenance)
+        self.vposer = vposer  # the whole VAE: the encoder starts the inversion
+        self.freeze().train(False)
 
     @property
-    def vposer(self) -> VPoser:
-        return self.generator.vposer
+    def num_joints(self) -> int:
+        return self.vposer.num_joints
 
     @classmethod
     def from_checkpoint(cls, source: str | os.PathLike | dict, provenance: dict | None = None) -> VPoserPrior:
@@ -50,49 +39,34 @@ class VPoserPrior(FrozenPrior):
             prov.setdefault("source_checkpoint", os.fspath(source))
         return cls(load_vposer_checkpoint(source), prov)
 
+    def decode_matrices(self, z: torch.Tensor) -> torch.Tensor:
+        """(n, latent_dim) -> (n, 21, 3, 3) with VPoser's decoder."""
+        return self.vposer.decoder_net(z).reshape(z.shape[0], self.num_joints, 3, 3)
+
     def encode_mean(self, body_pose: torch.Tensor) -> torch.Tensor:
         """(B, 63) -> (B, latent_dim): mean of q(z | pose) (eval-mode batch norm)."""
-        p = self._param()
         with torch.no_grad():
-            return self.vposer.encode(body_pose.to(device=p.device, dtype=p.dtype)).mean
+            return self.vposer.encode(body_pose.to(device=self.device, dtype=self.dtype)).mean
 
-    def prior_penalty(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, latent_dim) -> (B,): ||z||^2, the pose prior term smplify-x uses with VPoser."""
-        return z.square().sum(-1)
-
-    def invert(
-        self,
-        body_pose: torch.Tensor,
-        body_model: nn.Module,
-        init: torch.Tensor | None = None,
-        **kwargs: Any,
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Encoder mean as a start (unless `init` is given), then FrozenPrior.invert's latent optimisation."""
+    def invert(self, body_pose: torch.Tensor, body_model: nn.Module, return_distance: bool = False,
+               init: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The encoder mean as a start (unless `init` is given), then the shared latent optimisation."""
         if init is None:
             init = self.encode_mean(body_pose)
-        return super().invert(body_pose, body_model, init=init, **kwargs)
+        return super().invert(body_pose, body_model, return_distance=return_distance, init=init, **kwargs)
+
+    def file_entries(self) -> dict:
+        v = self.vposer
+        kwargs = {"num_neurons": v.num_neurons, "latent_dim": v.latent_dim, "num_joints": v.num_joints}
+        return {"vposer": {"kwargs": kwargs, "state_dict": cpu_state_dict(v)}}
 
 
-def save_vposer_prior(path: str | os.PathLike, prior: VPoserPrior | VPoser, provenance: dict | None = None) -> None:
-    """Write a "vposer" prior file atomically (tensors and plain values; torch.load(weights_only=True))."""
-    vposer = prior.vposer if isinstance(prior, VPoserPrior) else prior
-    base = prior.provenance if isinstance(prior, VPoserPrior) else {}
-    kwargs = {"num_neurons": vposer.num_neurons, "latent_dim": vposer.latent_dim, "num_joints": vposer.num_joints}
-    write_prior_file(path, KIND, "N", vposer.latent_dim,
-                     {"vposer": {"kwargs": kwargs, "state_dict": cpu_state_dict(vposer)}},
-                     base, provenance)
-
-
-def load_vposer_payload(payload: dict, path: str, device: torch.device | str | None) -> VPoserPrior:
-    """PRIOR_LOADERS entry for kind "vposer"."""
+def load_vposer_payload(payload: dict, path: str) -> VPoserPrior:
+    """The "vposer" kind's loader (`pose_prior.priors.file_format`)."""
     try:
         entry = payload["vposer"]
         vposer = VPoser(**entry["kwargs"])
         vposer.load_state_dict(entry["state_dict"], strict=True)
     except (KeyError, TypeError, RuntimeError, ValueError) as err:
-        raise ValueError(f"{path}: malformed VPoser prior file ({type(err).__name__}: {err})") from err
-    prior = VPoserPrior(vposer.eval(), provenance=payload.get("provenance"))
-    return prior.to(device) if device is not None else prior
-
-
-register_prior_loader(KIND, load_vposer_payload)
+        raise malformed(path, "VPoser", err) from err
+    return VPoserPrior(vposer.eval(), provenance=payload.get("provenance"))

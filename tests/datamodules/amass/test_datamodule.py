@@ -142,7 +142,7 @@ def test_dataset_rejects_wrong_arrays(tmp_path):
 def test_from_config_prepares_on_demand_and_pickles(tmp_path):
     from experiments.config import load_config
 
-    cfg = load_config(REPO / "experiments" / "prepare_amass.yaml", [
+    cfg = load_config(REPO / "experiments" / "configs" / "prepare_amass.yaml", [
         f"data.demo_dir={tmp_path / 'demo'}", f"data.prepared_dir={tmp_path / 'prepared'}",
         "demo.frames_per_sequence=30", "data.batch_size=16",
     ])

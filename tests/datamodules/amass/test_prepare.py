@@ -24,6 +24,7 @@ from datamodules.amass.prepare import (
     select_frames,
 )
 from experiments.schema import DEFAULT_ALIASES, DEFAULT_SPLITS
+from pose_prior.io import atomic_savez
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -35,13 +36,18 @@ def _source_body(path: Path) -> np.ndarray:
 
 
 def _check_rows_match_sources(prepared: Path, amass: Path) -> dict:
-    """Every row of every split equals its source frame, in manifest order; returns the manifest."""
+    """Every row of every split equals its source frame, in manifest order; returns the manifest.
+
+    Expected rows, written out independently: the frame selection on the whole file, then the selected
+    frames that are not finite (as float32) left out.
+    """
     manifest = json.loads((prepared / MANIFEST_NAME).read_text())
     assert manifest["complete"] is True
     cfg = manifest["config"]
     for split, info in manifest["splits"].items():
         arr = np.load(prepared / info["array"], mmap_mode="r")
         assert isinstance(arr, np.memmap) and arr.dtype == np.float32 and arr.shape == (info["frames"], 63)
+        assert np.isfinite(arr).all()
         entries = [e for e in manifest["files"] if e["split"] == split]
         assert len(entries) == info["files"]
         offset = 0
@@ -52,10 +58,18 @@ def _check_rows_match_sources(prepared: Path, amass: Path) -> dict:
             frames = select_frames(body.shape[0], cfg["frame_selection"], keep_fraction=cfg["vposer_keep_fraction"],
                                    trim_fraction=cfg["vposer_trim_fraction"], target_fps=cfg["target_fps"],
                                    source_fps=e["framerate"], seed=cfg["seed"], rel_path=e["path"])
+            with np.errstate(over="ignore"):
+                finite = np.isfinite(body.astype(np.float32)).all(axis=1)
+            assert e["frames_nonfinite"] == int((~finite).sum())
+            assert e["frames_dropped_nonfinite"] == int((~finite[frames]).sum())
+            frames = frames[finite[frames]]
             assert e["frames_kept"] == len(frames)
             np.testing.assert_array_equal(arr[offset:offset + len(frames)], body[frames].astype(np.float32))
             offset += len(frames)
         assert offset == arr.shape[0]
+        assert info["frames_dropped_nonfinite"] == sum(e["frames_dropped_nonfinite"] for e in entries)
+    assert manifest["nonfinite"]["frames_dropped"] == sum(e["frames_dropped_nonfinite"] for e in manifest["files"])
+    assert manifest["nonfinite"]["policy"] == cfg["nonfinite_frames"]
     return manifest
 
 
@@ -127,12 +141,6 @@ def test_prepared_selection_modes(demo_amass_tree, tmp_path, mode, kwargs, train
     _check_rows_match_sources(tmp_path, demo_amass_tree)
 
 
-def _write_npz(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as fh:
-        np.savez(fh, **arrays)
-
-
 def test_bad_files_are_skipped_and_listed(demo_amass_tree, prepared_amass, tmp_path):
     amass = tmp_path / "amass"
     shutil.copytree(demo_amass_tree, amass)
@@ -149,24 +157,34 @@ def test_bad_files_are_skipped_and_listed(demo_amass_tree, prepared_amass, tmp_p
     (bad_dir / "bitflip_poses.npz").write_bytes(bytes(flipped))
     nan = data["poses"].copy()
     nan[5, 10] = np.nan
-    _write_npz(bad_dir / "nan_poses.npz", **{**data, "poses": nan})
-    _write_npz(bad_dir / "inf_poses.npz", **{**data, "poses": np.where(np.arange(156) == 20, np.inf, data["poses"])})
-    _write_npz(bad_dir / "wrongshape_poses.npz", **{**data, "poses": data["poses"][:, :100]})
-    _write_npz(bad_dir / "empty_poses.npz", **{**data, "poses": np.zeros((0, 156))})
-    _write_npz(bad_dir / "nokey_poses.npz", trans=data["trans"])
-    _write_npz(bad_dir / "strings_poses.npz", poses=np.array(["a", "b"]))
-    _write_npz(amass / "HDM05" / "hdm9" / "bad_stageii.npz", pose_body=np.zeros((10, 60)))
-    _write_npz(amass / "SomethingElse" / "s1" / "x_poses.npz", **data)  # a sub-dataset in no split
+    atomic_savez(bad_dir / "nan_poses.npz", **{**data, "poses": nan})
+    atomic_savez(bad_dir / "inf_poses.npz", **{**data, "poses": np.where(np.arange(156) == 20, np.inf, data["poses"])})
+    atomic_savez(bad_dir / "wrongshape_poses.npz", **{**data, "poses": data["poses"][:, :100]})
+    atomic_savez(bad_dir / "empty_poses.npz", **{**data, "poses": np.zeros((0, 156))})
+    atomic_savez(bad_dir / "nokey_poses.npz", trans=data["trans"])
+    atomic_savez(bad_dir / "strings_poses.npz", poses=np.array(["a", "b"]))
+    (bad_dir / "text_poses.npz").write_text("frame,x,y\n0,0.1,0.2\n")
+    (bad_dir / "lfs_poses.npz").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n")
+    (bad_dir / "empty_file_poses.npz").write_bytes(b"")
+    np.save(bad_dir / "single.npy", data["poses"])
+    (bad_dir / "single.npy").rename(bad_dir / "npy_poses.npz")
+    np.savez(bad_dir / "objects_poses.npz", poses=np.array([{"a": 1}, None], dtype=object), trans=data["trans"])
+    atomic_savez(amass / "HDM05" / "hdm9" / "bad_stageii.npz", pose_body=np.zeros((10, 60)))
+    atomic_savez(amass / "SomethingElse" / "s1" / "x_poses.npz", **data)  # a sub-dataset in no split
     (amass / "CMU" / "01" / "notes.txt").write_text("not a sequence")
 
     report = prepare_amass(amass, tmp_path / "prepared", DEFAULT_SPLITS, DEFAULT_ALIASES)
     reasons = dict(report.skipped)
     expected = {
-        "CMU/99/garbage_poses.npz": "not a readable npz",
-        "CMU/99/truncated_poses.npz": "not a readable npz",
+        "CMU/99/garbage_poses.npz": "not an npz archive (starts with b'",
+        "CMU/99/truncated_poses.npz": "not a readable npz archive (corrupt or truncated)",
         "CMU/99/bitflip_poses.npz": "cannot read key 'poses'",
-        "CMU/99/nan_poses.npz": "non-finite body-pose values in 1 of 120 frames",
-        "CMU/99/inf_poses.npz": "non-finite body-pose values in 120 of 120",
+        "CMU/99/inf_poses.npz": "non-finite body-pose values in all 120 frames",
+        "CMU/99/text_poses.npz": "not an npz archive (starts with b'frame,x,y",
+        "CMU/99/lfs_poses.npz": "Git LFS pointer",
+        "CMU/99/empty_file_poses.npz": "not an npz archive (empty file)",
+        "CMU/99/npy_poses.npz": "not an npz archive (a single .npy array)",
+        "CMU/99/objects_poses.npz": "key 'poses' holds pickled object arrays, refused (never loaded with allow_pickle)",
         "CMU/99/wrongshape_poses.npz": "shape (120, 100); expected (T, 156)",
         "CMU/99/empty_poses.npz": "no frames",
         "CMU/99/nokey_poses.npz": "missing key 'poses' (keys: trans)",
@@ -176,9 +194,17 @@ def test_bad_files_are_skipped_and_listed(demo_amass_tree, prepared_amass, tmp_p
     assert set(reasons) == set(expected)
     for path, fragment in expected.items():
         assert fragment in reasons[path], (path, reasons[path])
+    for reason in reasons.values():  # numpy's own advice ("load it unsafely using allow_pickle=") never leaks through
+        assert "unsafe" not in reason and "allow_pickle=" not in reason and "pickle.load" not in reason, reason
+    assert "pickled" not in reasons["CMU/99/text_poses.npz"] and "pickled" not in reasons["CMU/99/garbage_poses.npz"]
+    # the file with one NaN frame is kept without it
+    nan_entry = next(e for e in json.loads(report.manifest_path.read_text())["files"] if e["path"] == "CMU/99/nan_poses.npz")
+    assert (nan_entry["frames_source"], nan_entry["frames_kept"], nan_entry["frames_dropped_nonfinite"]) == (120, 119, 1)
+    assert report.nonfinite_dropped == 1 and report.nonfinite_files == 1
     assert report.unassigned == {"SomethingElse": 1}
-    # the good files are all there, unchanged
-    assert {k: v.frames for k, v in report.splits.items()} == {k: v.frames for k, v in prepared_amass.splits.items()}
+    # the good files are all there, unchanged (train: plus the 119 finite frames of nan_poses)
+    frames = {k: v.frames for k, v in prepared_amass.splits.items()}
+    assert {k: v.frames for k, v in report.splits.items()} == {**frames, "train": frames["train"] + 119}
     manifest = _check_rows_match_sources(tmp_path / "prepared", amass)
     assert {e["path"] for e in manifest["skipped"]} == set(expected)
     assert all(e["sha256"] for e in manifest["skipped"])
@@ -209,14 +235,14 @@ def test_rerun_is_noop_and_changes_reprepare(demo_amass_tree, tmp_path):
     with np.load(touched) as npz:
         data = dict(npz)
     data["poses"] = data["poses"] * 0.5
-    _write_npz(touched, **data)
+    atomic_savez(touched, **data)
     assert not prepare_amass(amass, out, DEFAULT_SPLITS, DEFAULT_ALIASES).noop
     _check_rows_match_sources(out, amass)
     # ... also when size and mtime are forged back to the manifest's, with verify_checksums (sha256 of every file)
     entry = next(e for e in json.loads((out / MANIFEST_NAME).read_text())["files"]
                  if e["path"] == touched.relative_to(amass).as_posix())
     data["poses"] = data["poses"] * 2.0
-    _write_npz(touched, **data)
+    atomic_savez(touched, **data)
     os.utime(touched, ns=(entry["mtime_ns"], entry["mtime_ns"]))
     assert touched.stat().st_size == entry["size"]
     assert prepare_amass(amass, out, DEFAULT_SPLITS, DEFAULT_ALIASES).noop  # the quick check trusts size + mtime
@@ -304,12 +330,12 @@ def test_run_prepare_amass_on_demo_data(tmp_path, capsys):
 
     overrides = [f"data.demo_dir={tmp_path / 'demo'}", f"data.prepared_dir={tmp_path / 'prepared'}",
                  "demo.frames_per_sequence=30", "demo.sequences_per_subject=1"]
-    cfg = load_config(REPO / "experiments" / "prepare_amass.yaml", overrides)
+    cfg = load_config(REPO / "experiments" / "configs" / "prepare_amass.yaml", overrides)
     report = run_prepare_amass(cfg)
     assert report.splits["train"].frames == 2 * 2 * 30 and report.splits["test"].files == 2
     printed = capsys.readouterr().out
     assert "train" in printed and "120" in printed
     _check_rows_match_sources(tmp_path / "prepared", tmp_path / "demo")
     assert run_prepare_amass(cfg).noop
-    verify = load_config(REPO / "experiments" / "prepare_amass.yaml", overrides + ["data.verify_checksums=true"])
+    verify = load_config(REPO / "experiments" / "configs" / "prepare_amass.yaml", overrides + ["data.verify_checksums=true"])
     assert run_prepare_amass(verify).noop

@@ -9,11 +9,11 @@ import torch
 from datamodules.h36m.reader import (
     H36MEvalDataset,
     H36MFileError,
-    load_j_regressor_h36m,
     read_h36m_p2,
     write_keypoint_file,
 )
-from pose_prior.keypoints import H36M17_TO_SPIN24, h36m32_to_spin24
+from pose_prior.body_model.h36m_regressor import load_h36m_regressor
+from pose_prior.body_model.keypoints import H36M17_TO_SPIN24, h36m32_to_spin24
 
 
 def _p2_lists(N: int, seed: int = 0):
@@ -128,11 +128,17 @@ def test_j_regressor_fortran_order(tmp_path):
     np.save(p, reg)
     with open(p, "rb") as fh:
         assert b"'fortran_order': True" in fh.read(128)  # the published layout
-    out = load_j_regressor_h36m(p, num_vertices=50)
+    out = load_h36m_regressor(p, num_vertices=50)
     assert out.flags["C_CONTIGUOUS"] and out.dtype == np.float64
     np.testing.assert_array_equal(out, reg)
-    with pytest.raises(H36MFileError, match="50 vertex columns but the body model has 6890"):
-        load_j_regressor_h36m(p, num_vertices=6890)
+    with pytest.raises(ValueError, match="50 vertex columns but the body model has 6890"):
+        load_h36m_regressor(p, num_vertices=6890)
     np.save(tmp_path / "bad.npy", reg[:16])
-    with pytest.raises(H36MFileError, match=r"bad.npy: expected shape \(17, V\)"):
-        load_j_regressor_h36m(tmp_path / "bad.npy")
+    with pytest.raises(ValueError, match=r"bad.npy: expected shape \(17, V\)"):
+        load_h36m_regressor(tmp_path / "bad.npy")
+    np.save(tmp_path / "nan.npy", np.where(reg == reg.max(), np.nan, reg))
+    with pytest.raises(ValueError, match="nan.npy: contains non-finite"):
+        load_h36m_regressor(tmp_path / "nan.npy")
+    np.save(tmp_path / "obj.npy", np.array([None] * 17), allow_pickle=True)
+    with pytest.raises(ValueError, match="obj.npy: not a plain .npy"):
+        load_h36m_regressor(tmp_path / "obj.npy")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from pose_prior.body_model.safe_pickle import UnsafePickleError, restricted_load
+from pose_prior.safe_pickle import UnsafePickleError, restricted_load
 from tests.pose_prior.body_model.chumpy_fakes import Ch, Select, fake_chumpy
 
 
@@ -87,3 +87,36 @@ def test_corrupt_file_names_the_file(tmp_path):
     path.write_bytes(pickle.dumps({"a": np.arange(100)}, protocol=2)[:40])
     with pytest.raises(pickle.UnpicklingError, match="cut.pkl"):
         restricted_load(path)
+
+
+def test_protocol0_chumpy_objects(tmp_path):
+    """Protocol 0/1 build objects through copyreg._reconstructor(cls, object, None): placeholders allow it."""
+    x = np.arange(6.0).reshape(2, 3)
+    out = restricted_load(_dump({"ch": Ch(x)}, tmp_path / "p0.pkl", protocol=0))
+    np.testing.assert_array_equal(out["ch"], x)
+
+
+def test_pickle_module_for_torch_load(tmp_path):
+    """torch.load(pickle_module=...) with tensors allowed by name and a package mapped to placeholders."""
+    torch = pytest.importorskip("torch")
+    from pose_prior.safe_pickle import Placeholder, restricted_pickle_module, torch_tensor_globals
+
+    data = {"w": torch.nn.Parameter(torch.randn(3, 2)), "i": torch.arange(4), "od": collections.OrderedDict(a=1),
+            "arr": np.ones(3), "size": torch.Size([2, 3])}
+    path = tmp_path / "t.pt"
+    torch.save(data, path)
+    module = restricted_pickle_module(str(path), torch_tensor_globals())
+    out = torch.load(path, weights_only=False, pickle_module=module)
+    assert isinstance(out["w"], torch.nn.Parameter) and torch.equal(out["w"], data["w"])
+    assert torch.equal(out["i"], data["i"]) and out["od"] == {"a": 1} and out["size"] == (2, 3)
+    np.testing.assert_array_equal(out["arr"], np.ones(3))
+
+    # a class of a placeholder package absorbs its items and state; a foreign class is refused
+    with fake_chumpy():
+        torch.save({"c": Ch(np.zeros(2))}, path)
+    out = torch.load(path, weights_only=False, pickle_module=restricted_pickle_module(str(path), torch_tensor_globals(),
+                                                                                       placeholder_packages=["chumpy"]))
+    assert isinstance(out["c"], Placeholder) and out["c"].pickled_class == "chumpy.ch.Ch"
+    torch.save({"y": _Evil()}, path)
+    with pytest.raises(UnsafePickleError, match=r"t\.pt: refusing to unpickle class .*system"):
+        torch.load(path, weights_only=False, pickle_module=restricted_pickle_module(str(path), torch_tensor_globals()))

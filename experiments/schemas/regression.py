@@ -1,11 +1,12 @@
-"""Config schemas of image regression: `train-regressor`, `eval-regressor`, `demo-images` (registered by schema.py)."""
+"""Image regression through a frozen prior (paper Sec. 3.3, Table 4): train-regressor, eval-regressor, demo-images."""
+# ruff: noqa: UP006, UP035 - omegaconf structured configs need typing.List / Dict / Optional
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional  # noqa: UP035 - omegaconf structured configs
+from typing import List, Optional
 
-from experiments.schema import BodyModelConfig, LoggerConfig, TrainerConfig
+from experiments.schemas.common import BodyModelConfig, LoggerConfig, TrainerConfig
 
 DEFAULT_DEMO_IMAGES_DIR = "outputs/demo/eft_images"
 
@@ -29,7 +30,7 @@ class HmrConfig:
 @dataclass
 class RegressorModelConfig:
     features: str = "pooled"  # pooled (2048-d ResNet features) | hidden (HMR fc2, 1024) | pooled+params
-    mlp_hidden: List[int] = field(default_factory=lambda: [1024, 1024])  # noqa: UP006
+    mlp_hidden: List[int] = field(default_factory=lambda: [1024, 1024])
     mlp_dropout: float = 0.0
     train_heads: bool = False  # also train HMR's fc1/fc2/decpose/decshape/deccam (orientation, shape, camera)
     cache_features: bool = False  # keep backbone features of un-augmented crops in memory (frozen trunk)
@@ -144,10 +145,3 @@ class DemoImagesTaskConfig:
     data: EftDataConfig = field(default_factory=EftDataConfig)
     body_model: BodyModelConfig = field(default_factory=BodyModelConfig)
     demo_images: DemoImagesConfig = field(default_factory=DemoImagesConfig)
-
-
-REGRESSOR_TASK_SCHEMAS = {
-    "train-regressor": TrainRegressorConfig,
-    "eval-regressor": EvalRegressorConfig,
-    "demo-images": DemoImagesTaskConfig,
-}

@@ -1,20 +1,29 @@
-"""Schemas of the prior evaluations: eval-coverage, eval-interp and compare (registered in TASK_SCHEMAS)."""
-# ruff: noqa: UP006
+"""Prior evaluations: the coverage and interpolation sections, and the eval-coverage, eval-interp, compare tasks."""
+# ruff: noqa: UP006, UP035 - omegaconf structured configs need typing.List / Dict / Optional
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional  # noqa: UP035 - omegaconf structured configs
+from typing import Any, Dict, List, Optional
 
-from experiments.schema import (
-    TASK_SCHEMAS,
-    AmassDataConfig,
-    BodyModelConfig,
-    CoverageSizesConfig,
-    DemoDataConfig,
-    LoggerConfig,
-    TrainerConfig,
-)
+from experiments.schemas.common import BodyModelConfig, LoggerConfig, TrainerConfig
+from experiments.schemas.data import AmassDataConfig, DemoDataConfig
+
+
+@dataclass
+class CoverageSizesConfig:
+    """Recall / precision sizes (paper Sec. 4.1: 6M generated, 10k references, 10k precision samples)."""
+
+    num_generated: int = 6_000_000
+    num_references: int = 10_000  # bodies drawn (seeded) from each split for recall
+    num_precision: int = 10_000  # generated bodies whose nearest real body is searched
+    precision_database: Optional[int] = None  # rows of each split searched for precision; null = the whole split
+    chunk_size: int = 4096  # bodies generated / read and searched at once (memory bound)
+    seed: int = 0
+    tsne_points: int = 1500  # generated + real poses in the t-SNE plot (0 = no plot)
+    tsne_perplexity: float = 30.0
+    every_n_epochs: int = 0  # as a training callback: every N epochs (0 = off)
+    nearest_levels: Optional[List[int]] = None  # vertex groups of the exact search's lower bounds; null = default
 
 
 @dataclass
@@ -86,11 +95,3 @@ class CompareConfig:
     train: CompareTrainConfig = field(default_factory=CompareTrainConfig)
     trainer: EvalTrainerConfig = field(default_factory=EvalTrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
-
-
-EVAL_TASK_SCHEMAS: Dict[str, Any] = {
-    "eval-coverage": EvalCoverageConfig,
-    "eval-interp": EvalInterpConfig,
-    "compare": CompareConfig,
-}
-TASK_SCHEMAS.update(EVAL_TASK_SCHEMAS)
