@@ -1,10 +1,13 @@
-"""GAN training throughput: pose_prior.priors.gan.training.train_step vs the authors-style loop, in one run.
+"""GAN training throughput: our iterations vs the same procedures written as the authors wrote them, in one run.
 
-One iteration = 10 discriminator steps + 1 generator step, batch 1024, Adam lr 2e-4 betas (0.5, 0.999),
-real batch = random rotations (data loading excluded from both). Both sides use the same networks: the
-whole-pose MLP width is the authors' public ganS config (64) unless --disc-hidden says otherwise (their
-code's default and HMR's is 1024). The two implementations alternate in short blocks so that load from
-other processes hits both alike.
+The default procedure (`authors`: 1 generator step, then 10 discriminator steps on the same real batch and
+fakes) is timed on both sides: `authors_step` against `bench.authors_reference.authors_procedure_step`
+(per-joint Python heads, 1x1 convolutions, separate real and fake passes, discriminator weight gradients in
+the generator step). The `fresh` variant (10 discriminator steps with fresh real and fake sub-batches, then
+the generator step) is timed beside it against `authors_train_step`. Batch 1024, Adam lr 2e-4 betas (0.5,
+0.999), random rotations as real poses (data loading excluded). Whole-pose MLP width: the authors' public
+ganS config (64) unless --disc-hidden says otherwise. The implementations alternate in short blocks so
+that load from other processes hits all alike.
 
     .venv/bin/python bench/train_throughput.py [--iters 20] [--threads 2] [--batch 1024] [--disc-hidden 64]
 """
@@ -21,9 +24,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.authors_reference import AuthorsDiscriminator, AuthorsGenerator, authors_train_step  # noqa: E402
+from bench.authors_reference import (  # noqa: E402
+    AuthorsDiscriminator,
+    AuthorsGenerator,
+    authors_procedure_step,
+    authors_train_step,
+)
 from pose_prior.priors.gan.networks import PoseDiscriminator, PoseGenerator  # noqa: E402
-from pose_prior.priors.gan.training import make_optimizers, train_step  # noqa: E402
+from pose_prior.priors.gan.training import authors_step, fresh_step, make_optimizers  # noqa: E402
 from pose_prior.priors.latent import make_latent  # noqa: E402
 
 
@@ -34,11 +42,11 @@ def discriminator_macs(D: PoseDiscriminator) -> int:
     return D.num_joints * shared + D.head_weight.numel() + mlp
 
 
-def iteration_gflop(batch: int, d_steps: int, d_macs: int, g_macs: int) -> float:
+def iteration_gflop(procedure: str, batch: int, d_steps: int, d_macs: int, g_macs: int) -> float:
     """Approximate FLOPs of one iteration: 2 per MAC forward, 4 per MAC backward (weights + inputs)."""
     d_step = 2 * batch * (2 + 4) * d_macs  # real + fake, forward + backward
-    g_fakes = d_steps * batch * 2 * g_macs
     g_step = batch * 6 * g_macs + batch * 6 * d_macs
+    g_fakes = 0 if procedure == "authors" else d_steps * batch * 2 * g_macs  # fresh: no-grad fakes per D step
     return (d_steps * d_step + g_fakes + g_step) / 1e9
 
 
@@ -56,7 +64,7 @@ def main() -> None:
     torch.manual_seed(0)
     k, B = args.d_steps, args.batch
     latent = make_latent("S", 32)
-    real = roma.random_rotmat((k * B, 21))  # (k*B, 21, 3, 3)
+    real = roma.random_rotmat((k * B, 21))  # (k*B, 21, 3, 3): k batches for fresh, the first for authors
     real_chunks = real.reshape(k * B, 21, 9).chunk(k)
 
     G, D = PoseGenerator(), PoseDiscriminator(hidden=args.disc_hidden)
@@ -64,10 +72,13 @@ def main() -> None:
     AG, AD = AuthorsGenerator(), AuthorsDiscriminator(hidden_poseall=args.disc_hidden)
     ag_opt = torch.optim.Adam(AG.parameters(), lr=2e-4, betas=(0.5, 0.999))
     ad_opt = torch.optim.Adam(AD.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    w = {"joint_weight": 21.0, "pose_weight": 1.0}
 
     runs = {
-        "ours": lambda: train_step(G, D, g_opt, d_opt, real, latent, d_steps=k),
-        "authors": lambda: authors_train_step(AG, AD, ag_opt, ad_opt, real_chunks, latent),
+        "authors/ours": lambda: authors_step(G, D, g_opt, d_opt, real[:B], latent, d_steps=k, **w),
+        "authors/theirs": lambda: authors_procedure_step(AG, AD, ag_opt, ad_opt, real_chunks[0], latent, d_steps=k),
+        "fresh/ours": lambda: fresh_step(G, D, g_opt, d_opt, real, latent, d_steps=k, **w),
+        "fresh/theirs": lambda: authors_train_step(AG, AD, ag_opt, ad_opt, real_chunks, latent),
     }
     for fn in runs.values():
         for _ in range(args.warmup):
@@ -84,14 +95,16 @@ def main() -> None:
             done[name] += n
     rate = {name: done[name] / elapsed[name] for name in runs}
     g_macs = sum(m.weight.numel() for m in G.modules() if isinstance(m, torch.nn.Linear))
-    gflop = iteration_gflop(B, k, discriminator_macs(D), g_macs)
-    print(
-        f"iteration ~{gflop:.1f} GFLOP (1 G step + {k} D steps, batch {B}, whole-pose width {args.disc_hidden}, "
-        f"{args.threads} threads)"
-    )
-    for name in runs:
-        print(f"  {name:8s} {rate[name]:.3f} it/s  ({rate[name] * gflop:.0f} GFLOP/s)")
-    print(f"RESULT ours {rate['ours']:.3f} it/s, authors-style {rate['authors']:.3f} it/s, ratio {rate['ours'] / rate['authors']:.2f}x")
+    print(f"batch {B}, {k} D steps, whole-pose width {args.disc_hidden}, {args.threads} threads")
+    for procedure in ("authors", "fresh"):
+        gflop = iteration_gflop(procedure, B, k, discriminator_macs(D), g_macs)
+        for side in ("ours", "theirs"):
+            r = rate[f"{procedure}/{side}"]
+            print(f"  {procedure:7s} {side:6s} {r:7.3f} it/s  (~{gflop:.1f} GFLOP/it, {r * gflop:.0f} GFLOP/s)")
+    ratio = rate["authors/ours"] / rate["authors/theirs"]
+    fresh = rate["fresh/ours"] / rate["fresh/theirs"]
+    print(f"RESULT authors procedure: ours {rate['authors/ours']:.3f} it/s, authors-style {rate['authors/theirs']:.3f} "
+          f"it/s, ratio {ratio:.2f}x (target >= 3x); fresh variant ratio {fresh:.2f}x")
 
 
 if __name__ == "__main__":

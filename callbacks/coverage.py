@@ -6,7 +6,8 @@ min-reduced across ranks (torch.distributed MIN on distances, then MIN on the wi
 numbers equal the single-process ones. FAISS indexes are built inside the search, per rank and per chunk
 (never pickled). The callback keeps the result and its summary record (`last_result`, `last_record`) for
 the caller; rank zero logs the scalars (self.log -> CSV / W&B), writes coverage.json and
-coverage_nearest.npz for the user, and plots the CDFs (Fig. 2) and a t-SNE of generated vs real poses (Fig. 3).
+coverage_nearest.npz for the user, and plots the CDFs (Fig. 2), a t-SNE of generated vs real poses (Fig. 3)
+and the generated bodies farthest from the training set beside their nearest training bodies (Fig. 4).
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from callbacks.evaluation_common import (
     resolve_sources,
     write_json,
 )
-from pose_prior.evaluation.coverage import CoverageResult, evaluate_coverage
+from pose_prior.evaluation.coverage import CoverageResult, evaluate_coverage, farthest_generated
 from pose_prior.io import atomic_savez
+from pose_prior.rows import take_rows
 from pose_prior.visual.plots import close, plot_distance_cdfs, plot_tsne, tsne_embedding
+from pose_prior.visual.render import render_nearest_pairs
 
 
 def coverage_scalars(result: CoverageResult, prefix: str = "coverage") -> dict[str, float]:
@@ -60,10 +63,26 @@ def nearest_arrays(result: CoverageResult) -> dict[str, np.ndarray]:
     return arrays
 
 
+def write_farthest_samples(result: CoverageResult, train_poses: Any, body_model: torch.nn.Module, path: Path,
+                           count: int = 10, title: str = "") -> Path:
+    """Paper Fig. 4: the `count` generated bodies farthest from the train split above their nearest train bodies."""
+    poses, rows, dist = farthest_generated(result, "train", count)
+    nearest = take_rows(train_poses, np.sort(rows))[np.argsort(np.argsort(rows))]  # rows in `poses` order
+    with torch.no_grad():
+        dev = body_model.faces.device
+        gen_v = body_model(poses.to(dev, body_model.dtype)).vertices.cpu().numpy()
+        near_v = body_model(nearest.to(dev, body_model.dtype)).vertices.cpu().numpy()
+    close(render_nearest_pairs(gen_v, near_v, body_model.faces.cpu().numpy(), dist.tolist(), path,
+                               f"generated bodies farthest from the training set {title}".strip()))
+    return path
+
+
 def write_coverage_outputs(result: CoverageResult, out_dir: Path, metadata: Mapping[str, Any] | None = None,
                            tsne_points: int = 1500, tsne_perplexity: float = 30.0, seed: int = 0,
-                           title: str = "") -> list[Path]:
-    """coverage.json, coverage_nearest.npz, coverage_cdf.png and (tsne_points > 0) coverage_tsne.png in out_dir."""
+                           title: str = "", farthest: int = 0, train_poses: Any = None,
+                           body_model: torch.nn.Module | None = None) -> list[Path]:
+    """coverage.json, coverage_nearest.npz, coverage_cdf.png, (tsne_points > 0) coverage_tsne.png and
+    (farthest > 0, with the train poses and the body model) coverage_farthest.png in out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "coverage.json", coverage_record(result, metadata))
     atomic_savez(out_dir / "coverage_nearest.npz", **nearest_arrays(result))
@@ -78,6 +97,9 @@ def write_coverage_outputs(result: CoverageResult, out_dir: Path, metadata: Mapp
                                      tsne_perplexity)
         pictures.append(out_dir / "coverage_tsne.png")
         close(plot_tsne(emb, is_gen, pictures[-1], title=f"t-SNE of body poses {title}".strip()))
+    if farthest > 0 and train_poses is not None and body_model is not None and "train" in result.precision:
+        pictures.append(write_farthest_samples(result, train_poses, body_model, out_dir / "coverage_farthest.png",
+                                               farthest, title))
     return pictures
 
 
@@ -97,7 +119,7 @@ class CoverageCallback(PeriodicEvaluationCallback):
                  every_n_epochs: int = 50, num_generated: int = 6_000_000, num_references: int = 10_000,
                  num_precision: int = 10_000, chunk_size: int = 4096, seed: int = 0,
                  precision_database: int | None = None, tsne_points: int = 1500, tsne_perplexity: float = 30.0,
-                 out_dir: str | Path | None = None, run_on_test: bool = False,
+                 farthest_samples: int = 10, out_dir: str | Path | None = None, run_on_test: bool = False,
                  metadata: Mapping[str, Any] | None = None, nearest_kwargs: Mapping[str, Any] | None = None,
                  prefix: str = "coverage") -> None:
         self.body_model = body_model
@@ -108,6 +130,7 @@ class CoverageCallback(PeriodicEvaluationCallback):
                           precision_database=precision_database)
         self.seed = int(seed)
         self.tsne_points, self.tsne_perplexity = int(tsne_points), float(tsne_perplexity)
+        self.farthest_samples = int(farthest_samples)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.run_on_test = run_on_test
         self.metadata = dict(metadata or {})
@@ -126,7 +149,7 @@ class CoverageCallback(PeriodicEvaluationCallback):
         return cls(body_model, reference_poses, every_n_epochs=c.every_n_epochs, num_generated=c.num_generated,
                    num_references=c.num_references, num_precision=c.num_precision, chunk_size=c.chunk_size,
                    seed=c.seed, precision_database=c.precision_database, tsne_points=c.tsne_points,
-                   tsne_perplexity=c.tsne_perplexity, out_dir=out_dir, run_on_test=run_on_test, metadata=metadata,
+                   tsne_perplexity=c.tsne_perplexity, farthest_samples=c.farthest_samples, out_dir=out_dir, run_on_test=run_on_test, metadata=metadata,
                    nearest_kwargs={"levels": tuple(c.nearest_levels)} if c.nearest_levels else None)
 
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, out_dir: Path | None = None,
@@ -148,7 +171,9 @@ class CoverageCallback(PeriodicEvaluationCallback):
             log_scalars(pl_module, scalars)
         if trainer.is_global_zero and out_dir is not None:
             pictures = write_coverage_outputs(result, out_dir, meta, self.tsne_points, self.tsne_perplexity,
-                                              self.seed, title=str(self.metadata.get("name", "")))
+                                              self.seed, title=str(self.metadata.get("name", "")),
+                                              farthest=self.farthest_samples, train_poses=sources["train"],
+                                              body_model=self.body_model)
             log_images(trainer, f"{self.prefix}/plots", pictures)
         return result
 

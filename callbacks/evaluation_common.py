@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.loggers import WandbLogger
 
-from pose_prior.io import atomic_write_text
+from pose_prior.io import atomic_write_json
 from pose_prior.priors.base import Prior
 
 PoseSources = Mapping[str, Any]  # split -> (N, 63) poses: numpy array / memmap, tensor, PoseArrayDataset
@@ -50,39 +47,32 @@ def resolve_sources(sources: PoseSources | Callable[[pl.Trainer], PoseSources], 
     return dict(sources(trainer) if callable(sources) else sources)
 
 
+def logging_step(trainer: pl.Trainer) -> int:
+    """The step Lightning gives `self.log` scalars: batches that stepped, not optimiser steps (a GAN batch makes
+    1 + k optimiser steps under manual optimisation, so `global_step` would put pictures k + 1 times further)."""
+    loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+    return int(getattr(loop, "_batches_that_stepped", trainer.global_step))
+
+
 def log_images(trainer: pl.Trainer, key: str, paths: Sequence[Path]) -> None:
-    """Log PNGs to every W&B logger of the trainer (rank zero only)."""
+    """Log PNGs to every W&B logger of the trainer (rank zero only), on the scalars' step axis."""
     if not trainer.is_global_zero:
         return
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
-            logger.log_image(key=key, images=[str(p) for p in paths], step=trainer.global_step)
+            logger.log_image(key=key, images=[str(p) for p in paths], step=logging_step(trainer))
 
 
 def log_scalars(pl_module: pl.LightningModule, values: Mapping[str, float]) -> None:
     """`self.log` each value (identical on every rank, so rank zero logs) when the hook allows logging."""
     for name, value in values.items():
-        if math.isfinite(value):
+        if value is not None and math.isfinite(value):
             pl_module.log(name, float(value), rank_zero_only=True)
 
 
-def to_jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, (np.ndarray, torch.Tensor)):
-        return np.asarray(value).tolist()
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def write_json(path: Path, record: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(to_jsonable(dict(record)), indent=2) + "\n")
+    """A results file: strict JSON (non-finite numbers as null), written atomically."""
+    atomic_write_json(path, dict(record))
 
 
 class PeriodicEvaluationCallback(pl.Callback):

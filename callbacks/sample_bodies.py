@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
+from callbacks.evaluation_common import log_images
+from pose_prior.visual.plots import close
 from pose_prior.visual.render import render_bodies
 
 
@@ -35,10 +36,5 @@ class SampledBodiesCallback(pl.Callback):
             verts = self.body_model.to(pose.device)(pose).vertices.cpu().numpy()
         pl_module.generator.train(was_training)
         path = self.out_dir / f"epoch{epoch:04d}.png"
-        fig = render_bodies(verts, self.body_model.faces.cpu().numpy(), path)
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.log_image(key="samples", images=[str(path)], step=trainer.global_step)
+        close(render_bodies(verts, self.body_model.faces.cpu().numpy(), path))
+        log_images(trainer, "samples", [path])

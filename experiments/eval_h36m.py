@@ -13,7 +13,6 @@ With no priors configured, every `outputs/runs/*/prior.pt` found is evaluated, p
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -33,7 +32,7 @@ from experiments.training import build_loggers, build_trainer, finish_loggers, p
 from lightning_modules.keypoint_fitting import KeypointFittingModule
 from pose_prior.body_model import load_body_model
 from pose_prior.body_model.h36m_regressor import h36m_regressor_for
-from pose_prior.io import atomic_savez, atomic_write_text
+from pose_prior.io import atomic_savez, atomic_write_json
 from pose_prior.priors import NoPrior, load_prior
 
 RUNS_DIR = Path("outputs/runs")
@@ -197,7 +196,7 @@ def run_eval_h36m(cfg: DictConfig) -> Path:
         "paper_table3_p_mpjpe_mm": PAPER_TABLE3,
         "comparable_with_paper": False if cfg.body_model.path in ("open", "open-light") else None,
     }
-    atomic_write_text(run_dir / "h36m.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_json(run_dir / "h36m.json", report)
     print_table(f"H3.6M Protocol 2 keypoint fitting ({'synthetic' if not cfg.data.h36m_file else 'H3.6M'})",
                 H36M_COLUMNS, [h36m_row(name, r) for name, r in results.items()])
     metrics = {f"h36m/{n}/{k}": r[k] for n, r in results.items() for k in ("p_mpjpe_mm", "mpjpe_mm", "frames")}

@@ -38,7 +38,7 @@ from lightning_modules.image_regression import ImageRegressionModule
 from pose_prior.body_model.h36m_regressor import load_h36m_regressor
 from pose_prior.evaluation.metrics3d import h36m_p2_errors
 from pose_prior.hmr import calibrate_batchnorm, load_hmr_checkpoint, load_mean_params
-from pose_prior.io import atomic_write_text
+from pose_prior.io import atomic_write_json
 from pose_prior.priors import Prior, load_prior
 
 NEED_PRIOR = (
@@ -203,7 +203,7 @@ def run_eval_regressor(cfg: DictConfig) -> dict[str, Any]:
         "seconds": round(seconds, 2),
         "paper_table4_mm": {"GAN-S": {"mpjpe": 63.24, "p_mpjpe": 56.32}, "EFT": {"mpjpe": 75.91, "p_mpjpe": 68.02}},
     }
-    atomic_write_text(out_dir / "regression.json", json.dumps(summary, indent=1))
+    atomic_write_json(out_dir / "regression.json", summary, indent=1)
     loggers = build_loggers(cfg, out_dir)
     for logger in loggers:
         logger.log_metrics({"eval/mpjpe_mm": summary["mpjpe_mm"], "eval/p_mpjpe_mm": summary["p_mpjpe_mm"]}, step=0)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
+from callbacks.discriminator_histogram import DiscriminatorHistogramCallback
 from callbacks.export_prior import PriorExportCallback
 from callbacks.sample_bodies import SampledBodiesCallback
 from datamodules.amass.datamodule import AmassDataModule
@@ -25,6 +26,7 @@ from experiments.training import (
 )
 from lightning_modules.adversarial_prior import AdversarialPriorModule
 from pose_prior.body_model import load_body_model
+from pose_prior.priors.gan.training import real_batches_per_iteration
 
 
 def build_gan_module(cfg: DictConfig) -> AdversarialPriorModule:
@@ -34,9 +36,11 @@ def build_gan_module(cfg: DictConfig) -> AdversarialPriorModule:
 
 
 def build_gan_datamodule(cfg: DictConfig) -> AmassDataModule:
-    """Training batches hold one real sub-batch per discriminator step; validation batches one."""
+    """Training batches hold the real poses of one iteration of the procedure (authors: B, fresh: k*B);
+    validation batches B."""
+    per_iteration = real_batches_per_iteration(cfg.model.procedure, cfg.model.d_steps)
     return AmassDataModule.from_config(
-        cfg, batch_size=cfg.data.batch_size * cfg.model.d_steps, eval_batch_size=cfg.data.batch_size
+        cfg, batch_size=cfg.data.batch_size * per_iteration, eval_batch_size=cfg.data.batch_size
     )
 
 
@@ -56,6 +60,7 @@ def run_train_gan(cfg: DictConfig) -> Path:
         checkpoint_callback(cfg, run_dir),
         PriorExportCallback(run_dir / "prior.pt", provenance),
         SampledBodiesCallback(body_model, run_dir / "samples", cfg.samples.num_bodies, cfg.samples.every_n_epochs),
+        DiscriminatorHistogramCallback(run_dir / "samples", cfg.samples.every_n_epochs),
     ]
     if cfg.coverage.every_n_epochs > 0:  # recall / precision against the train and test splits
         from callbacks.coverage import CoverageCallback

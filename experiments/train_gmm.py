@@ -12,7 +12,6 @@ With `gmm.smplify_pkl` set, SMPLify's published 69-d mixture is converted to the
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -27,7 +26,7 @@ from threadpoolctl import threadpool_limits
 from datamodules.amass.datamodule import AmassDataModule, PoseArrayDataset
 from experiments.config import to_container
 from experiments.training import prepare_run_dir
-from pose_prior.io import atomic_write_text
+from pose_prior.io import atomic_write_json
 from pose_prior.priors import GMMPrior
 from pose_prior.priors.gmm.model import GaussianMixturePrior, fit_gmm
 
@@ -135,14 +134,11 @@ def run_train_gmm(cfg: DictConfig) -> Path:
     run_dir = prepare_run_dir(cfg)
     prior, record = convert_smplify(cfg) if cfg.gmm.smplify_pkl else fit_on_train_split(cfg)
     prior.save(run_dir / "prior.pt")
-    atomic_write_text(run_dir / "gmm_fit.json", json.dumps(record, indent=2, default=_json_default) + "\n")
+    atomic_write_json(run_dir / "gmm_fit.json", record)
     ll = record.get("loglik_per_sample", {})
     summary = ", ".join(f"{k} {v:.2f}" for k, v in ll.items() if v is not None and math.isfinite(v))
     print(f"run folder: {run_dir}  prior: {run_dir / 'prior.pt'}" + (f"  log-lik/sample: {summary}" if summary else ""))
     return run_dir
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+

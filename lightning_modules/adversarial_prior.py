@@ -1,9 +1,9 @@
 """GAN-S/U/N prior training (paper Sec. 3.2) as a thin LightningModule over `pose_prior.priors.gan.training`.
 
-Manual optimisation: each training batch holds `d_steps` real sub-batches (k*B, 63), one per
-discriminator update, so every discriminator step sees fresh real poses; `train_step` runs the k
-discriminator updates and the generator update. Lightning's `manual_backward` is passed in as the
-backward hook, which prepares DDP's reducer before every backward pass.
+Manual optimisation: each training batch holds the real poses of one iteration of the configured
+procedure (`authors`: one batch of B; `fresh`: k sub-batches, k*B), and the procedure's step runs the
+generator and discriminator updates. Lightning's `manual_backward` is passed in as the backward hook,
+which prepares DDP's reducer before every backward pass.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pose_prior.priors.gan.losses import discriminator_loss, generator_loss
 from pose_prior.priors.gan.networks import PoseDiscriminator, PoseGenerator
 from pose_prior.priors.gan.prior import GANPrior
 from pose_prior.priors.gan.settings import GanOptimSettings, GanSettings
-from pose_prior.priors.gan.training import make_optimizers, train_step
+from pose_prior.priors.gan.training import PROCEDURES, make_optimizers
 from pose_prior.priors.latent import make_latent
 from pose_prior.rotations import body_pose_to_matrices
 
@@ -64,7 +64,7 @@ class AdversarialPriorModule(pl.LightningModule):
         seed_step_stream(self.hparams.seed, self.current_epoch, batch_idx, self.global_rank)  # own fakes per rank
         g_opt, d_opt = self.optimizers()
         s = self.settings
-        logs = train_step(
+        logs = PROCEDURES[s.procedure](
             self.generator, self.discriminator, g_opt, d_opt, batch, self.latent,
             d_steps=s.d_steps, joint_weight=s.joint_loss_weight, pose_weight=s.pose_loss_weight,
             backward=self.manual_backward,
@@ -84,6 +84,10 @@ class AdversarialPriorModule(pl.LightningModule):
             {"val/d_loss": d_loss, "val/g_loss": g_loss, "val/d_real": d_real.mean(), "val/d_fake": d_fake.mean()},
             on_epoch=True, sync_dist=True,
         )
+        scores = getattr(self, "validation_scores", None)  # set by DiscriminatorHistogramCallback
+        if scores is not None:
+            scores["real"].append(d_real[:, -1].detach())
+            scores["generated"].append(d_fake[:, -1].detach())
 
     def frozen_prior(self) -> GANPrior:
         """A frozen copy of the generator and its latent space, for evaluation callbacks (training goes on)."""

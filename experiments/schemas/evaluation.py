@@ -22,6 +22,7 @@ class CoverageSizesConfig:
     seed: int = 0
     tsne_points: int = 1500  # generated + real poses in the t-SNE plot (0 = no plot)
     tsne_perplexity: float = 30.0
+    farthest_samples: int = 10  # generated bodies farthest from the train split, drawn by their nearest (Fig. 4)
     every_n_epochs: int = 0  # as a training callback: every N epochs (0 = off)
     nearest_levels: Optional[List[int]] = None  # vertex groups of the exact search's lower bounds; null = default
 
@@ -35,6 +36,8 @@ class InterpolationSizesConfig:
     seed: int = 0
     batch_size: int = 32  # pairs inverted at once
     invert: Dict[str, Any] = field(default_factory=dict)  # keyword arguments of prior.invert
+    max_inversion_mm: Optional[float] = None  # pairs with an endpoint inverted worse than this are left out
+    render_pairs: int = 3  # pairs drawn as mesh sequences (paper Fig. 6); 0 = none
     every_n_epochs: int = 0
 
 

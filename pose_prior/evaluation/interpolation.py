@@ -51,6 +51,7 @@ class InterpolationStats:
     inversion_mm: torch.Tensor  # (P, 2) Eq. 5 from each decoded endpoint to the body it inverts (0: given meshes)
     degenerate: torch.Tensor  # (P,) bool: endpoints decode to one body, or a step of length 0
     inversion_failed: torch.Tensor  # (P,) bool: an endpoint's inversion error exceeds the configured bound
+    endpoints: torch.Tensor | None = None  # (P, 2, dim) the inverted latents (to draw a pair's path again)
 
     @property
     def valid(self) -> torch.Tensor:
@@ -140,17 +141,23 @@ def evaluate_interpolation(prior: Prior, body_model: torch.nn.Module, test_poses
             path = prior.interpolate(z[:p], z[p:], steps)  # (p, S, dim)
             verts = prior.vertices(path.reshape(p * steps, -1), body_model)
             inversion_mm = torch.stack([err[:p], err[p:]], dim=1) * 1000.0  # (p, 2)
-            parts.append(interpolation_stats(verts.reshape(p, steps, -1, 3), inversion_mm, max_inversion_mm))
-    n = steps - 1
-    width = 2 * n + 6  # ratio, normalised (n), steps (n), endpoint, inversion (2), degenerate, failed
+            s = interpolation_stats(verts.reshape(p, steps, -1, 3), inversion_mm, max_inversion_mm)
+            s.endpoints = torch.stack([z[:p], z[p:]], dim=1)  # (p, 2, dim)
+            parts.append(s)
+    n, dim = steps - 1, prior.latent_dim
+    # one row per pair: ratio, normalised (n), steps (n), endpoint, inversion (2), degenerate, failed, latents
+    width = 2 * n + 6 + 2 * dim
     rows = torch.cat([torch.cat([s.ratio[:, None], s.normalised, s.steps_mm, s.endpoint_mm[:, None], s.inversion_mm,
-                                 s.degenerate[:, None], s.inversion_failed[:, None]], dim=1).double()
+                                 s.degenerate[:, None], s.inversion_failed[:, None], s.endpoints.flatten(1)],
+                                dim=1).double()
                       for s in parts]) if parts else torch.zeros(0, width, dtype=torch.float64, device=device)
     if world > 1:
         rows = _gather_pair_rows(rows, num_pairs, world)
+    flags = rows[:, 4 + 2 * n:6 + 2 * n]
     return InterpolationStats(ratio=rows[:, 0], normalised=rows[:, 1:1 + n], steps_mm=rows[:, 1 + n:1 + 2 * n],
                               endpoint_mm=rows[:, 1 + 2 * n], inversion_mm=rows[:, 2 + 2 * n:4 + 2 * n],
-                              degenerate=rows[:, -2] > 0, inversion_failed=rows[:, -1] > 0)
+                              degenerate=flags[:, 0] > 0, inversion_failed=flags[:, 1] > 0,
+                              endpoints=rows[:, 6 + 2 * n:].reshape(-1, 2, dim).to(prior.dtype))
 
 
 def _gather_pair_rows(rows: torch.Tensor, num_pairs: int, world: int) -> torch.Tensor:

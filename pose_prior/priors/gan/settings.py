@@ -2,13 +2,13 @@
 
 `GanSettings` (networks, latent space, losses, discriminator steps) and `GanOptimSettings` (Adam) are the
 `model` and `optim` sections of the train-gan config, the arguments of `AdversarialPriorModule`, and the
-defaults of `PoseGenerator`, `PoseDiscriminator`, `train_step` and `make_optimizers`.
+defaults of `PoseGenerator`, `PoseDiscriminator` and `make_optimizers`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 
 @dataclass
@@ -22,6 +22,7 @@ class GanSettings:
     leaky_slope: float = 0.2
     disc_joint_features: int = 32
     disc_hidden: int = 64  # authors' public config (hidden_poseall); HMR and their code default: 1024
+    procedure: Literal["authors", "fresh"] = "authors"  # pose_prior.priors.gan.training.PROCEDURES
     d_steps: int = 10  # discriminator updates per generator update
     joint_loss_weight: float = 21.0
     pose_loss_weight: float = 1.0

@@ -1,14 +1,18 @@
-"""One GAN training iteration (paper Sec. 3.2): `d_steps` discriminator updates, then one generator update.
+"""GAN training iterations (paper Sec. 3.2): the authors' procedure (the default) and the "fresh" variant.
 
-This is the loop the Lightning module runs and `bench/train_throughput.py` times. Same mathematics as
-the authors' loop (LSGAN losses, a fresh real and fake sub-batch per discriminator step, Adam), with
-these implementation choices:
-- the fakes of all discriminator steps come from ONE no-grad generator pass over k*B latents (the
-  generator does not change during the discriminator steps, so each step still sees fresh fakes);
-- each discriminator step scores real and fake in ONE pass over the concatenated batch;
-- during the generator step the discriminator's parameters do not require grad (no unused weight
-  gradients: the step back-propagates through the discriminator to its input only), restored after;
-- gradients are reset with `set_to_none=True`.
+`authors` (their `train_gan.py`): an iteration reads ONE real batch of B poses. First one generator step
+(B fresh latents, fakes, LSGAN loss towards 1 through the discriminator, generator update); then k
+discriminator steps, each on the SAME real batch and the SAME fakes (the generator's, made before its
+update, detached). One generator pass and B real poses per iteration.
+
+`fresh` (this framework's earlier default): k discriminator steps first, each on its own real sub-batch
+and fresh fakes, then the generator step: k*B real poses and k*B + B fakes per iteration, so an epoch of
+the same number of iterations reads k times the data and costs about twice the generator work.
+
+Implementation choices (same mathematics, faster): each discriminator step scores real and fake in ONE
+pass over the concatenated batch; during the generator step the discriminator's parameters do not
+require grad (the step back-propagates through it to its input only); gradients are reset with
+`set_to_none=True`; in `fresh`, the fakes of all discriminator steps come from one no-grad generator pass.
 `backward` is a hook for frameworks (Lightning passes `self.manual_backward`, which DDP needs).
 """
 
@@ -21,7 +25,7 @@ import torch
 from torch import nn
 
 from pose_prior.priors.gan.losses import discriminator_loss, generator_loss
-from pose_prior.priors.gan.settings import GanOptimSettings, GanSettings
+from pose_prior.priors.gan.settings import GanOptimSettings
 from pose_prior.priors.latent import LatentSpace
 from pose_prior.rotations import body_pose_to_matrices
 
@@ -51,59 +55,92 @@ def as_rotmats(real: torch.Tensor, num_joints: int) -> torch.Tensor:
     )
 
 
-def train_step(
-    generator: nn.Module,
-    discriminator: nn.Module,
-    g_opt: torch.optim.Optimizer,
-    d_opt: torch.optim.Optimizer,
-    real_batch: torch.Tensor,
-    latent: LatentSpace,
-    d_steps: int = GanSettings.d_steps,
-    joint_weight: float = GanSettings.joint_loss_weight,
-    pose_weight: float = GanSettings.pose_loss_weight,
-    backward: Callable[[torch.Tensor], None] | None = None,
-) -> dict[str, torch.Tensor]:
-    """Run d_steps discriminator updates then one generator update; return detached scalars for logging.
+def _discriminator_step(discriminator, d_opt, real, fake, joint_weight, pose_weight, backward):
+    """One discriminator update on real (B, J, 3, 3) and fake (B', J, 3, 3) in one pass -> logits, loss, parts."""
+    d_out = discriminator(torch.cat([real, fake], 0))  # (B + B', J + 1)
+    d_real, d_fake = d_out[: real.shape[0]], d_out[real.shape[0]:]
+    d_loss, d_parts = discriminator_loss(d_real, d_fake, joint_weight, pose_weight)
+    d_opt.zero_grad(set_to_none=True)
+    backward(d_loss)
+    d_opt.step()
+    return {"d_loss": d_loss.detach(), "d_real": d_real.detach().mean(), "d_fake": d_fake.detach().mean(),
+            **{f"d_{k}": v.detach() for k, v in d_parts.items()}}
 
-    real_batch: (k*B, J, 3, 3) or (k*B, 3*J) real poses, split into d_steps sub-batches of B (the last
-    may be smaller when k*B is not divisible); the generator step uses a batch of B fresh latents.
-    """
-    backward = backward or (lambda loss: loss.backward())
-    J = discriminator.num_joints
-    real = as_rotmats(real_batch, J)
-    if real.shape[0] < d_steps:
-        raise ValueError(f"real batch has {real.shape[0]} poses, fewer than d_steps={d_steps}")
-    chunks = real.chunk(d_steps)
-    batch = chunks[0].shape[0]
-    device, dtype = real.device, real.dtype
 
-    # --- discriminator steps: fakes for all steps in one pass -----------------------------------
-    with torch.no_grad():
-        fakes = generator(latent.sample(real.shape[0], device=device, dtype=dtype)).split(
-            [c.shape[0] for c in chunks]
-        )
-    for real_i, fake_i in zip(chunks, fakes):
-        d_out = discriminator(torch.cat([real_i, fake_i], 0))  # (2B, J + 1)
-        d_real, d_fake = d_out[: real_i.shape[0]], d_out[real_i.shape[0] :]
-        d_loss, d_parts = discriminator_loss(d_real, d_fake, joint_weight, pose_weight)
-        d_opt.zero_grad(set_to_none=True)
-        backward(d_loss)
-        d_opt.step()
-    d_logs = {
-        "d_loss": d_loss.detach(),
-        "d_real": d_real.detach().mean(),
-        "d_fake": d_fake.detach().mean(),
-        **{f"d_{k}": v.detach() for k, v in d_parts.items()},
-    }
-
-    # --- generator step: gradients flow through the frozen discriminator to the fakes -------------
+def _generator_step(generator, discriminator, g_opt, latent, batch, device, dtype, joint_weight, pose_weight,
+                    backward):
+    """One generator update through the frozen discriminator -> (fakes made before the update, logs)."""
     with frozen(discriminator):
         fake = generator(latent.sample(batch, device=device, dtype=dtype))  # (B, J, 3, 3)
         g_loss, g_parts = generator_loss(discriminator(fake), joint_weight, pose_weight)
         g_opt.zero_grad(set_to_none=True)
         backward(g_loss)
         g_opt.step()
-    return {"g_loss": g_loss.detach(), **{f"g_{k}": v.detach() for k, v in g_parts.items()}, **d_logs}
+    return fake.detach(), {"g_loss": g_loss.detach(), **{f"g_{k}": v.detach() for k, v in g_parts.items()}}
+
+
+def authors_step(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    g_opt: torch.optim.Optimizer,
+    d_opt: torch.optim.Optimizer,
+    real_batch: torch.Tensor,
+    latent: LatentSpace,
+    d_steps: int,
+    joint_weight: float,
+    pose_weight: float,
+    backward: Callable[[torch.Tensor], None] | None = None,
+) -> dict[str, torch.Tensor]:
+    """The authors' iteration: one generator step, then `d_steps` discriminator steps on the same real batch
+    (B, J, 3, 3) or (B, 3*J) and the generator step's fakes; returns detached scalars for logging."""
+    backward = backward or (lambda loss: loss.backward())
+    real = as_rotmats(real_batch, discriminator.num_joints)
+    fake, logs = _generator_step(generator, discriminator, g_opt, latent, real.shape[0], real.device, real.dtype,
+                                 joint_weight, pose_weight, backward)
+    for _ in range(d_steps):
+        d_logs = _discriminator_step(discriminator, d_opt, real, fake, joint_weight, pose_weight, backward)
+    return {**logs, **d_logs}
+
+
+def fresh_step(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    g_opt: torch.optim.Optimizer,
+    d_opt: torch.optim.Optimizer,
+    real_batch: torch.Tensor,
+    latent: LatentSpace,
+    d_steps: int,
+    joint_weight: float,
+    pose_weight: float,
+    backward: Callable[[torch.Tensor], None] | None = None,
+) -> dict[str, torch.Tensor]:
+    """The "fresh" variant: `d_steps` discriminator updates, each on its own real sub-batch and fresh fakes,
+    then one generator update. real_batch: (k*B, J, 3, 3) or (k*B, 3*J), split into k sub-batches of B
+    (the last may be smaller); the generator step uses B fresh latents."""
+    backward = backward or (lambda loss: loss.backward())
+    real = as_rotmats(real_batch, discriminator.num_joints)
+    if real.shape[0] < d_steps:
+        raise ValueError(f"real batch has {real.shape[0]} poses, fewer than d_steps={d_steps}")
+    chunks = real.chunk(d_steps)
+    with torch.no_grad():  # the generator does not change during the discriminator steps: one pass
+        fakes = generator(latent.sample(real.shape[0], device=real.device, dtype=real.dtype)).split(
+            [c.shape[0] for c in chunks])
+    for real_i, fake_i in zip(chunks, fakes):
+        d_logs = _discriminator_step(discriminator, d_opt, real_i, fake_i, joint_weight, pose_weight, backward)
+    _, logs = _generator_step(generator, discriminator, g_opt, latent, chunks[0].shape[0], real.device, real.dtype,
+                              joint_weight, pose_weight, backward)
+    return {**logs, **d_logs}
+
+
+IterationStep = Callable[..., dict[str, torch.Tensor]]
+PROCEDURES: dict[str, IterationStep] = {"authors": authors_step, "fresh": fresh_step}
+
+
+def real_batches_per_iteration(procedure: str, d_steps: int) -> int:
+    """How many batches of B real poses one iteration of `procedure` reads (the datamodule serves that many)."""
+    if procedure not in PROCEDURES:
+        raise ValueError(f"unknown GAN training procedure {procedure!r}; expected one of {sorted(PROCEDURES)}")
+    return 1 if procedure == "authors" else int(d_steps)
 
 
 def make_optimizers(
