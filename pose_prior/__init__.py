@@ -14,8 +14,7 @@ Names are resolved on first use, so `import pose_prior` stays light.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pose_prior.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -50,14 +49,6 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'pose_prior' has no attribute '{name}'")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_EXPORTS))
-
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, globals())
 
 __all__ = sorted(_EXPORTS)

@@ -6,8 +6,7 @@ are resolved on first use, so loading one kind of file does not import the modul
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pose_prior.lazy import lazy_attributes
 
 _EXPORTS = {
     "Prior": "pose_prior.priors.base",
@@ -26,14 +25,6 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'pose_prior.priors' has no attribute '{name}'")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_EXPORTS))
-
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, globals())
 
 __all__ = sorted(_EXPORTS)
