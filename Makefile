@@ -16,9 +16,9 @@ space := $(empty) $(empty)
 yaml_list = [$(subst $(space),$(comma),$(strip $(1)))]
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow lint demo-data prepare-amass convert-smpl build-open-model bench sweep \
+.PHONY: help install check-gpu test test-slow lint demo-data prepare-amass convert-smpl build-open-model bench sweep sweep-local \
 	train-gan-s train-gan-u train-gan-n train-vposer train-gmm demo-images train-regressor eval-regressor \
-	demo-h36m eval-h36m eval-coverage eval-interp compare
+	demo-h36m eval-h36m eval-coverage eval-interp eval-generation eval-ik compare
 
 help: ## Show this list of targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
@@ -27,6 +27,19 @@ install: ## Create .venv and install the framework (EXTRAS=dev,gpu for faiss-gpu
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	$(if $(findstring gpu,$(EXTRAS)),$(MAKE) --no-print-directory check-gpu)
+
+# faiss GPU wheels are built against one CUDA major version, which must be the one torch was built with
+# (torch.version.cuda): CUDA 12.x -> faiss-gpu-cu12, CUDA 11.x -> faiss-gpu-cu11 (pip install <name> after
+# uninstalling faiss-cpu / faiss-gpu). check-gpu prints both sides so a mismatch shows at install time.
+check-gpu: ## Say which CUDA torch was built with and whether the installed faiss uses the GPU
+	@$(PY) -c "import torch; cu = torch.version.cuda; print(f'torch {torch.__version__}: built with CUDA {cu}, GPU visible: {torch.cuda.is_available()}'); \
+	major = cu.split('.')[0] if cu else None; wheels = {'11': 'faiss-gpu-cu11', '12': 'faiss-gpu-cu12'}; \
+	print('torch is a CPU build: use EXTRAS=dev,cpu (faiss-cpu)' if not major else f'matching faiss build: {wheels[major]}' if major in wheels else \
+	f'faiss-gpu-cu11 / -cu12 are built for CUDA 11 / 12, not {major}: install a faiss-gpu build whose description names CUDA {major} (pip show faiss-gpu), build faiss from source, or keep faiss-cpu (exact search works, slower)')"
+	@$(PY) -c "import faiss; n = faiss.get_num_gpus() if hasattr(faiss, 'get_num_gpus') else 0; \
+	print(f'faiss {faiss.__version__}: GPUs usable by faiss: {n}' + ('' if n else ' (a CPU build, or its CUDA does not match the driver)'))" \
+	|| echo "faiss is not installed: make install EXTRAS=dev,gpu (or EXTRAS=dev,cpu for faiss-cpu)"
 
 test: ## Run the test suite (CPU only, offline; slow-marked tests excluded)
 	$(PY) -m pytest -m "not slow" $(ARGS)
@@ -55,6 +68,9 @@ bench: ## Run every benchmark in bench/ and print its ratio
 SWEEP ?= experiments/configs/sweeps/gan_latent_dsteps_lr.yaml
 sweep: ## Create a W&B sweep (SWEEP=experiments/configs/sweeps/<name>.yaml) and print the `wandb agent` command
 	$(PY) -m experiments.sweep $(SWEEP)
+
+sweep-local: ## Run a sweep file's trials on this machine, no W&B server (LIMIT=N trials; ARGS=overrides for every trial)
+	$(PY) -m experiments.sweep $(SWEEP) --local $(if $(LIMIT),--limit $(LIMIT)) $(if $(OUT),--out $(OUT)) $(ARGS)
 
 train-gan-s: ## Train GAN-S (spherical latent); ARGS="key=value ..." overrides
 	$(RUN) gan_s $(ARGS)
@@ -91,6 +107,12 @@ eval-coverage: ## Recall / precision of a prior (Table 1, Fig. 2-3): make eval-c
 
 eval-interp: ## Interpolation smoothness of a prior (Table 2, Fig. 5): make eval-interp PRIOR=outputs/runs/gan_s/prior.pt
 	$(RUN) eval_interp $(if $(PRIOR),prior=$(PRIOR)) $(ARGS)
+
+eval-generation: ## FID / PRDC / APD / dNN generation metrics of priors: make eval-generation PRIOR="a.pt b.pt"
+	$(RUN) eval_generation $(if $(strip $(PRIOR)),"priors=$(call yaml_list,$(PRIOR))") $(ARGS)
+
+eval-ik: ## 3D-joint IK benchmarks through a prior: make eval-ik PRIOR="a.pt b.pt" (none = no prior)
+	$(RUN) eval_ik $(if $(strip $(PRIOR)),"priors=$(call yaml_list,$(PRIOR))") $(ARGS)
 
 compare: ## Coverage + interpolation of several priors side by side: make compare PRIORS="a.pt b.pt" (none: trains small ones)
 	$(RUN) compare $(if $(strip $(PRIORS)),"priors=$(call yaml_list,$(PRIORS))") $(ARGS)

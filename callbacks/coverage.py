@@ -164,7 +164,9 @@ class CoverageCallback(PeriodicEvaluationCallback):
             device=pl_module.device, rank=trainer.global_rank, world=trainer.world_size,
             nearest_kwargs=self.nearest_kwargs, **self.sizes,
         )
-        meta = {**self.metadata, "epoch": int(trainer.current_epoch), "global_step": int(trainer.global_step)}
+        # during training, where training is; at test time the prior's own epoch is in its provenance instead
+        meta = dict(self.metadata) if self.run_on_test else {
+            **self.metadata, "epoch": int(trainer.current_epoch), "global_step": int(trainer.global_step)}
         self.last_result, self.last_record = result, coverage_record(result, meta)
         scalars = coverage_scalars(result, self.prefix)
         if log:

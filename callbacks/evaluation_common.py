@@ -51,7 +51,11 @@ def logging_step(trainer: pl.Trainer) -> int:
     """The step Lightning gives `self.log` scalars: batches that stepped, not optimiser steps (a GAN batch makes
     1 + k optimiser steps under manual optimisation, so `global_step` would put pictures k + 1 times further)."""
     loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
-    return int(getattr(loop, "_batches_that_stepped", trainer.global_step))
+    step = int(getattr(loop, "_batches_that_stepped", trainer.global_step))
+    module = trainer.lightning_module
+    if module is not None and getattr(module, "_current_fx_name", None) == "on_train_epoch_end":
+        step -= 1  # Lightning logs this hook's scalars one step back (its fit loop has already advanced)
+    return step
 
 
 def log_images(trainer: pl.Trainer, key: str, paths: Sequence[Path]) -> None:

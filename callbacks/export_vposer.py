@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_only
 
+from callbacks.export_prior import training_position
 from pose_prior.priors import VPoserPrior
 
 
@@ -41,7 +42,7 @@ class VPoserExportCallback(pl.Callback):
 
     @rank_zero_only
     def _export(self, trainer: pl.Trainer, module: pl.LightningModule, score: float | None) -> None:
-        provenance = {**self.provenance, "epoch": int(trainer.current_epoch)}  # date, commit: stamp_provenance
+        provenance = {**self.provenance, **training_position(trainer)}  # date, commit: stamp_provenance
         if score is not None:
             provenance[self.monitor] = float(score)
         VPoserPrior(copy.deepcopy(module.vposer)).save(self.path, provenance)

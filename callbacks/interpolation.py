@@ -144,8 +144,9 @@ class InterpolationCallback(PeriodicEvaluationCallback):
                                        self.seed, self.invert_kwargs, device=pl_module.device,
                                        batch_size=self.batch_size, rank=trainer.global_rank, world=trainer.world_size,
                                        max_inversion_mm=self.max_inversion_mm)
-        meta = {**self.metadata, "epoch": int(trainer.current_epoch), "global_step": int(trainer.global_step),
-                "invert_kwargs": self.invert_kwargs, "max_inversion_mm": self.max_inversion_mm}
+        meta = {**self.metadata, "invert_kwargs": self.invert_kwargs, "max_inversion_mm": self.max_inversion_mm}
+        if not self.run_on_test:  # at test time the prior's own epoch is in its provenance instead
+            meta.update(epoch=int(trainer.current_epoch), global_step=int(trainer.global_step))
         self.last_stats = stats
         self.last_record = {**meta, **interpolation_record(stats, len(poses), self.seed)}
         summary = stats.summary()

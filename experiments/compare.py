@@ -62,7 +62,8 @@ def train_small_priors(cfg: DictConfig) -> tuple[list[str], list[str]]:
                       "data.demo_dir": cfg.data.demo_dir, "body_model.path": cfg.body_model.path,
                       "body_model.model_type": cfg.body_model.model_type,
                       "logger.wandb_mode": cfg.logger.wandb_mode, "trainer.progress_bar": False}
-            overrides = [f"output_dir={run_dir}"] + [
+            # a used folder without a prior (an interrupted or diverged run) is started again, not refused
+            overrides = [f"output_dir={run_dir}", *(["overwrite=true"] if _has(schema, "overwrite") else [])] + [
                 f"{k}={'null' if v is None else v}" for k, v in shared.items() if _has(schema, k)]
             overrides += list(cfg.train.overrides.get(kind, []))
             print(f"compare: training {kind} into {run_dir}")
@@ -114,7 +115,8 @@ def run_compare(cfg: DictConfig) -> Path:
     columns = ["prior", *COVERAGE_COLUMNS, *INTERP_COLUMNS]
     write_comparison(out, columns, rows, coverage, interp, paths)
     print_table("Prior comparison (Eq. 5 distances in mm; Eq. 6 ratio)", columns, rows)
-    log_comparison(cfg, out, columns, rows)
+    log_comparison(cfg, out, comparison_numbers({n: c.last_record for n, c in coverage.items()},
+                                                {n: i.last_record for n, i in interp.items()}, paths))
     print(f"comparison.md, comparison.csv and figures in {out}")
     return out
 
@@ -155,14 +157,16 @@ def write_comparison(out: Path, columns: list[str], rows: list[list[str]], cover
     close(plot_interpolation_curves(curves, out / "comparison_interpolation.png"))
 
 
-def log_comparison(cfg: DictConfig, out: Path, columns: list[str], rows: list[list[str]]) -> None:
-    """The table and the figures as one W&B run (offline unless logged in)."""
+def log_comparison(cfg: DictConfig, out: Path, records: list[dict[str, Any]]) -> None:
+    """The comparison as one W&B run (offline unless logged in): a table with one numeric column per
+    statistic (the names of comparison.csv, so W&B can sort and plot them), and the two figures."""
     from pytorch_lightning.loggers import WandbLogger
 
+    columns = list(records[0])
     loggers = build_loggers(cfg, out)
     for logger in loggers:
         if isinstance(logger, WandbLogger):
-            logger.log_table(key="comparison", columns=columns, data=rows)
+            logger.log_table(key="comparison", columns=columns, data=[[r[c] for c in columns] for r in records])
             logger.log_image(key="comparison/plots", images=[str(out / "comparison_cdf.png"),
                                                              str(out / "comparison_interpolation.png")])
     finish_loggers(loggers)

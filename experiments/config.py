@@ -14,6 +14,7 @@ from typing import Any, Iterable, Sequence
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from experiments.schemas.checks import check_values
 from experiments.tasks import TASKS
 
 # The experiment YAMLs (+ sweeps/), apart from the Python code.
@@ -80,7 +81,8 @@ def _explain(exc: OmegaConfBaseException, schema: Any, source: str) -> ConfigErr
         hint = f"; valid keys in {where}: {', '.join(valid)}" if valid else ""
         return ConfigError(f"{source}: unknown config key '{key}'{hint}")
     if isinstance(exc, ValidationError):
-        return ConfigError(f"{source}: wrong value for '{key}': {exc.msg if hasattr(exc, 'msg') else exc}")
+        msg = str(exc.msg if hasattr(exc, "msg") else exc).splitlines()[0]  # omegaconf appends key/type lines
+        return ConfigError(f"{source}: wrong value for '{key}': {msg}")
     return ConfigError(f"{source}: {exc}")
 
 
@@ -128,6 +130,10 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), task: str | Non
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"{path}: required keys without a value: {', '.join(missing)}")
+    # Ranges and core-declared choices: omegaconf runs no __post_init__ on merges, so one pass here.
+    problems = check_values(cfg)
+    if problems:
+        raise ConfigError(f"{path}: invalid value{'s' if len(problems) > 1 else ''}: {'; '.join(problems)}")
     OmegaConf.set_readonly(cfg, True)
     return cfg
 

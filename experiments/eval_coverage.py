@@ -13,32 +13,31 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from callbacks.coverage import CoverageCallback
-from experiments.config import to_container
+from experiments.config import ConfigError
 from experiments.evaluation import (
     COVERAGE_COLUMNS,
     body_model_of,
     coverage_row,
+    evaluation_metadata,
+    load_prior_file,
     load_splits,
-    prior_description,
     require_prior,
     run_test_loop,
 )
 from experiments.tables import print_table
 from experiments.training import prepare_run_dir
-from pose_prior.priors import load_prior
 
 
 def evaluate_prior_coverage(cfg: DictConfig) -> tuple[Path, CoverageCallback | None]:
     """Run the coverage evaluation of `cfg.prior`; returns the run folder and, on rank zero, the callback
     holding the result in memory (`last_result`, `last_record`); None on the other ranks."""
     path = require_prior(cfg, "eval-coverage")
+    prior = load_prior_file(path)  # before anything is written: a wrong file leaves no output folder
     run_dir = prepare_run_dir(cfg)
-    prior = load_prior(path)
     sources = load_splits(cfg)
     if "train" not in sources:
-        raise ValueError(f"{cfg.data.prepared_dir}: the train split is needed for coverage")
-    metadata = {"prior": prior_description(path, prior), "body_model": to_container(cfg.body_model),
-                "name": Path(path).parent.name}
+        raise ConfigError(f"data.prepared_dir={cfg.data.prepared_dir}: the train split is needed for coverage")
+    metadata = evaluation_metadata(cfg, path, prior)
     callback = CoverageCallback.from_config(cfg.coverage, body_model_of(cfg), sources, out_dir=run_dir,
                                             run_on_test=True, metadata=metadata)
     trainer = run_test_loop(cfg, run_dir, prior, [callback])

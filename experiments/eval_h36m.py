@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Subset
 from datamodules.h36m.reader import H36MEvalDataset, read_h36m_p2
 from datamodules.h36m.synthetic import ensure_synthetic_h36m
 from experiments.config import ConfigError, to_container
+from experiments.evaluation import body_model_mismatch, prior_description
 from experiments.tables import print_table
 from experiments.training import build_loggers, build_trainer, finish_loggers, prepare_run_dir
 from lightning_modules.keypoint_fitting import KeypointFittingModule
@@ -114,7 +115,12 @@ def fitting_dtype(name: str) -> torch.dtype:
 
 def _load(entry: str, dtype: torch.dtype = torch.float32) -> Any:
     """None for "none", else the prior file (any registered kind) in `dtype`."""
-    return None if entry == "none" else load_prior(entry).to(dtype)
+    if entry == "none":
+        return None
+    try:
+        return load_prior(entry).to(dtype)
+    except (FileNotFoundError, ValueError) as exc:  # a folder, a checkpoint, a diverged run's file: the user's
+        raise ConfigError(f"priors: {entry}: {exc}") from exc
 
 
 def evaluate_prior(cfg: DictConfig, entry: str, dataset, j_reg: np.ndarray, body_model, out_dir: Path) -> dict:
@@ -134,9 +140,18 @@ def evaluate_prior(cfg: DictConfig, entry: str, dataset, j_reg: np.ndarray, body
         got = 0 if fits is None else fits["index"].shape[0]
         raise RuntimeError(f"keypoint fitting returned results for {got} frames, expected {len(dataset)}")
     atomic_savez(out_dir / "fits.npz", **fits)
+    trained: dict[str, Any] = {}
+    if prior is not None:  # where its training stopped, its body model; a warning if it is not this one
+        description = prior_description(entry, prior)
+        trained = {k: description[k] for k in ("trained_epochs", "trained_global_step", "trained_with_body_model")}
+        warning = body_model_mismatch(cfg, description)
+        if warning:
+            print(warning)
+            trained["body_model_warning"] = warning
     return {
         "prior": entry,
         **(NoPrior() if prior is None else prior).describe(),
+        **trained,
         "frames": int(fits["index"].shape[0]),
         "p_mpjpe_mm": float(fits["p_mpjpe"].mean()),
         "mpjpe_mm": float(fits["mpjpe"].mean()),

@@ -11,32 +11,31 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from callbacks.interpolation import InterpolationCallback
-from experiments.config import to_container
+from experiments.config import ConfigError
 from experiments.evaluation import (
     INTERP_COLUMNS,
     body_model_of,
+    evaluation_metadata,
     interp_row,
+    load_prior_file,
     load_splits,
-    prior_description,
     require_prior,
     run_test_loop,
 )
 from experiments.tables import print_table
 from experiments.training import prepare_run_dir
-from pose_prior.priors import load_prior
 
 
 def evaluate_prior_interpolation(cfg: DictConfig) -> tuple[Path, InterpolationCallback | None]:
     """Run the interpolation evaluation of `cfg.prior`; returns the run folder and, on rank zero, the
     callback holding the result in memory (`last_stats`, `last_record`); None on the other ranks."""
     path = require_prior(cfg, "eval-interp")
+    prior = load_prior_file(path)  # before anything is written: a wrong file leaves no output folder
     run_dir = prepare_run_dir(cfg)
-    prior = load_prior(path)
     sources = load_splits(cfg, ("test",))
     if "test" not in sources:
-        raise ValueError(f"{cfg.data.prepared_dir}: the test split is needed for the interpolation evaluation")
-    metadata = {"prior": prior_description(path, prior), "body_model": to_container(cfg.body_model),
-                "name": Path(path).parent.name}
+        raise ConfigError(f"data.prepared_dir={cfg.data.prepared_dir}: the test split is needed for the interpolation evaluation")
+    metadata = evaluation_metadata(cfg, path, prior)
     callback = InterpolationCallback.from_config(cfg.interpolation, body_model_of(cfg), sources["test"],
                                                  out_dir=run_dir, run_on_test=True, metadata=metadata)
     trainer = run_test_loop(cfg, run_dir, prior, [callback])

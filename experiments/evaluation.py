@@ -12,19 +12,29 @@ import torch
 from omegaconf import DictConfig
 
 from datamodules.amass.datamodule import AmassDataModule
-from experiments.training import build_loggers, build_trainer, finish_loggers
+from experiments.config import ConfigError, to_container
+from experiments.training import build_loggers, build_trainer, finish_loggers, say
 from lightning_modules.prior_evaluation import PriorEvaluationModule, dummy_loader
 from pose_prior.body_model import load_body_model
-from pose_prior.priors import Prior
+from pose_prior.priors import Prior, load_prior
 
 
 def require_prior(cfg: DictConfig, target: str) -> str:
     """The prior path of the config, or a clear error naming the key and the make variable."""
     if not cfg.prior:
-        raise ValueError(f"prior: no prior file given; run `make {target} PRIOR=path/to/prior.pt` (or prior=...)")
-    if not os.path.isfile(cfg.prior):
-        raise FileNotFoundError(f"prior: {cfg.prior} does not exist (expected a prior.pt written by a training run)")
+        raise ConfigError(f"prior: no prior file given; run `make {target} PRIOR=path/to/prior.pt` (or prior=...)")
+    if not os.path.exists(cfg.prior):
+        raise ConfigError(f"prior={cfg.prior}: no such file (expected a prior.pt written by a training run)")
     return str(cfg.prior)
+
+
+def load_prior_file(path: str, key: str = "prior") -> Prior:
+    """`load_prior`, with a file that is not a loadable prior (a folder, a checkpoint, a diverged run's
+    file) reported as the user's error naming the key; the loader's own hint says what to pass instead."""
+    try:
+        return load_prior(path)
+    except (FileNotFoundError, IsADirectoryError, ValueError) as exc:
+        raise ConfigError(f"{key}={path}: {exc}") from exc
 
 
 def load_splits(cfg: DictConfig, splits: Sequence[str] = ("train", "test")) -> dict[str, Any]:
@@ -46,8 +56,39 @@ def body_model_of(cfg: DictConfig) -> torch.nn.Module:
 
 
 def prior_description(path: str, prior: Prior) -> dict[str, Any]:
-    """{path, kind, latent} of a loaded prior file."""
-    return {"path": os.path.abspath(path), **prior.describe()}
+    """{path, kind, latent, ...} of a loaded prior file, with where its training stopped (epochs completed,
+    optimiser steps) and the body model it was trained with, from its provenance."""
+    prov = prior.provenance or {}
+    trained = {"trained_epochs": prov.get("epochs_completed"), "trained_global_step": prov.get("global_step")}
+    if trained["trained_epochs"] is None and isinstance(prov.get("epoch"), int):  # files of older exports
+        trained["trained_epochs"] = prov["epoch"] + 1
+    body = ((prov.get("config") or {}).get("body_model")) or None
+    return {"path": os.path.abspath(path), **prior.describe(), **trained, "trained_with_body_model": body}
+
+
+def body_model_mismatch(cfg: DictConfig, description: Mapping[str, Any]) -> str | None:
+    """A warning when the evaluation's body model differs from the one the prior was trained with
+    (distances in mm then mix two skeletons)."""
+    trained = description.get("trained_with_body_model")
+    if not trained:
+        return None
+    now = {k: cfg.body_model[k] for k in ("path", "model_type") if k in cfg.body_model}
+    diff = [f"{k}: trained {trained.get(k)!r}, evaluated {v!r}" for k, v in now.items()
+            if k in trained and trained.get(k) != v]
+    if not diff:
+        return None
+    return (f"warning: {description.get('path')} was trained with another body model than this evaluation uses "
+            f"({'; '.join(diff)}); set body_model.path / body_model.model_type to match for comparable numbers")
+
+
+def evaluation_metadata(cfg: DictConfig, path: str, prior: Prior) -> dict[str, Any]:
+    """What an evaluation's results file records about its inputs; prints the body-model warning."""
+    description = prior_description(path, prior)
+    warning = body_model_mismatch(cfg, description)
+    if warning:
+        say(warning)
+    return {"prior": description, "body_model": to_container(cfg.body_model), "name": Path(path).parent.name,
+            **({"body_model_warning": warning} if warning else {})}
 
 
 def run_test_loop(cfg: DictConfig, run_dir: Path, prior: torch.nn.Module, callbacks: Sequence[pl.Callback]) -> pl.Trainer:

@@ -26,14 +26,7 @@ from datamodules.eft_coco import AugmentSettings, EftDataModule
 from datamodules.eft_demo import write_demo_images
 from datamodules.h36m.images import H36MImageDataset
 from experiments.config import ConfigError, save_config, to_container
-from experiments.training import (
-    build_loggers,
-    build_trainer,
-    checkpoint_callback,
-    finish_loggers,
-    prepare_run_dir,
-    resume_checkpoint,
-)
+from experiments.training import build_loggers, finish_loggers, fit, prepare_run_dir, say
 from lightning_modules.image_regression import ImageRegressionModule
 from pose_prior.body_model.h36m_regressor import load_h36m_regressor
 from pose_prior.evaluation.metrics3d import h36m_p2_errors
@@ -77,9 +70,12 @@ def build_regressor_datamodule(cfg: DictConfig) -> EftDataModule:
 def load_regression_prior(path: str | None) -> Prior:
     if path is None:
         raise ConfigError(NEED_PRIOR)
-    if not Path(path).is_file():
+    if not Path(path).exists():
         raise ConfigError(f"prior.path={path}: no such file. {NEED_PRIOR}")
-    prior = load_prior(path)
+    try:
+        prior = load_prior(path)
+    except (FileNotFoundError, ValueError) as exc:  # a folder, a checkpoint, a diverged run's file
+        raise ConfigError(f"prior.path={path}: {exc}") from exc
     if prior.latent_is_pose:
         raise ConfigError(f"prior.path={path}: a {prior.kind!r} prior has no latent space (its latent is the pose "
                           "itself); regression needs a prior with a latent space and a decoder, e.g. GAN or VPoser")
@@ -115,13 +111,9 @@ def run_train_regressor(cfg: DictConfig) -> Path:
     run_dir = prepare_run_dir(cfg)
     datamodule = build_regressor_datamodule(cfg)
     module = build_regressor_module(cfg, prior, datamodule)
-    callbacks = [checkpoint_callback(cfg, run_dir), PredictionGridCallback(run_dir / "predictions", cfg.grid_images)]
-    loggers = build_loggers(cfg, run_dir)
-    trainer = build_trainer(cfg, run_dir, callbacks, loggers)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, run_dir))
-    finish_loggers(loggers)
+    fit(cfg, run_dir, module, datamodule, [PredictionGridCallback(run_dir / "predictions", cfg.grid_images)])
     last = run_dir / "checkpoints" / "last.ckpt"
-    print(f"run folder: {run_dir}\nevaluate: make eval-regressor CKPT={last}")
+    say(f"run folder: {run_dir}\nevaluate: make eval-regressor CKPT={last}")
     return run_dir
 
 

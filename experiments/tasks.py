@@ -17,6 +17,7 @@ from experiments.schemas.baselines import TrainGmmConfig, TrainVPoserConfig
 from experiments.schemas.data import DemoDataTaskConfig, PrepareAmassConfig
 from experiments.schemas.evaluation import CompareConfig, EvalCoverageConfig, EvalInterpConfig
 from experiments.schemas.gan import TrainGanConfig
+from experiments.schemas.generation import EvalGenerationConfig, EvalIKConfig
 from experiments.schemas.h36m import EvalH36MConfig
 from experiments.schemas.regression import DemoImagesTaskConfig, EvalRegressorConfig, TrainRegressorConfig
 
@@ -42,6 +43,8 @@ TASKS: dict[str, Task] = {
     "eval-coverage": Task(EvalCoverageConfig, "experiments.eval_coverage:run_eval_coverage"),
     "eval-interp": Task(EvalInterpConfig, "experiments.eval_interp:run_eval_interp"),
     "compare": Task(CompareConfig, "experiments.compare:run_compare"),
+    "eval-generation": Task(EvalGenerationConfig, "experiments.eval_generation:run_eval_generation"),
+    "eval-ik": Task(EvalIKConfig, "experiments.eval_ik:run_eval_ik"),
     "demo-h36m": Task(EvalH36MConfig, "experiments.eval_h36m:run_demo_h36m"),
     "eval-h36m": Task(EvalH36MConfig, "experiments.eval_h36m:run_eval_h36m"),
     "demo-images": Task(DemoImagesTaskConfig, "datamodules.eft_demo:run_demo_images"),

@@ -1,6 +1,6 @@
 """Runner of `make train-gan-s/u/n`: AMASS DataModule + AdversarialPriorModule + Trainer, into a run folder.
 
-The run folder (`output_dir`) holds config.yaml, checkpoints/ (last.ckpt + every N epochs), prior.pt,
+The run folder (`output_dir`) holds config.yaml, checkpoints/ (last.ckpt after every epoch + a kept one every N epochs), prior.pt,
 samples/*.png, csv/metrics.csv and the W&B run (offline unless logged in).
 """
 
@@ -16,14 +16,7 @@ from callbacks.export_prior import PriorExportCallback
 from callbacks.sample_bodies import SampledBodiesCallback
 from datamodules.amass.datamodule import AmassDataModule
 from experiments.config import to_container
-from experiments.training import (
-    build_loggers,
-    build_trainer,
-    checkpoint_callback,
-    finish_loggers,
-    prepare_run_dir,
-    resume_checkpoint,
-)
+from experiments.training import fit, prepare_run_dir, say
 from lightning_modules.adversarial_prior import AdversarialPriorModule
 from pose_prior.body_model import load_body_model
 from pose_prior.priors.gan.training import real_batches_per_iteration
@@ -57,7 +50,6 @@ def run_train_gan(cfg: DictConfig) -> Path:
                  "prepared_dir": cfg.data.prepared_dir},
     }
     callbacks = [
-        checkpoint_callback(cfg, run_dir),
         PriorExportCallback(run_dir / "prior.pt", provenance),
         SampledBodiesCallback(body_model, run_dir / "samples", cfg.samples.num_bodies, cfg.samples.every_n_epochs),
         DiscriminatorHistogramCallback(run_dir / "samples", cfg.samples.every_n_epochs),
@@ -68,9 +60,6 @@ def run_train_gan(cfg: DictConfig) -> Path:
 
         callbacks.append(CoverageCallback.from_config(cfg.coverage, body_model, DataModuleSplits(("train", "test")),
                                                       out_dir=run_dir / "coverage", metadata={"name": run_dir.name}))
-    loggers = build_loggers(cfg, run_dir)
-    trainer = build_trainer(cfg, run_dir, callbacks, loggers)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, run_dir))
-    finish_loggers(loggers)
-    print(f"run folder: {run_dir}  prior: {run_dir / 'prior.pt'}")
+    fit(cfg, run_dir, module, datamodule, callbacks, prior=run_dir / "prior.pt")
+    say(f"run folder: {run_dir}  prior: {run_dir / 'prior.pt'}")
     return run_dir

@@ -29,18 +29,9 @@ from experiments.training import prepare_run_dir
 from pose_prior.io import atomic_write_json
 from pose_prior.priors import GMMPrior
 from pose_prior.priors.gmm.model import GaussianMixturePrior, fit_gmm
+from pose_prior.rows import sample_rows
 
 REDUCTIONS = ("marginalise", "zero_pad")
-
-
-def subsample_ids(num_rows: int, max_samples: int | None, seed: int) -> np.ndarray:
-    """Sorted row ids: `max_samples` drawn without replacement (seeded), or all rows.
-
-    The same draw as `fit_gmm(..., max_samples, seed)` makes, so both select the same poses.
-    """
-    if max_samples is None or num_rows <= int(max_samples):
-        return np.arange(num_rows, dtype=np.int64)
-    return np.sort(np.random.default_rng(seed).choice(num_rows, size=int(max_samples), replace=False))
 
 
 def read_rows(dataset: PoseArrayDataset, ids: np.ndarray, chunk: int = 1 << 18) -> np.ndarray:
@@ -59,6 +50,14 @@ def mean_log_likelihood(gmm: GaussianMixturePrior, poses: np.ndarray, chunk: int
     return total / max(len(poses), 1)
 
 
+def covariance_spectrum(gmm: GaussianMixturePrior) -> dict[str, float]:
+    """Smallest, median and largest eigenvalue over all components' covariances (rad^2): a fitted mixture's
+    smallest should not sit at the floor `reg_covar` (collapse); for SMPLify's published mixture it says what
+    floor that mixture implies."""
+    eig = torch.linalg.eigvalsh(gmm.covariances.double()).flatten()
+    return {"min": float(eig.min()), "median": float(eig.median()), "max": float(eig.max())}
+
+
 def _split_or_none(dm: AmassDataModule, split: str) -> tuple[PoseArrayDataset | None, str | None]:
     try:
         return dm.dataset(split), None
@@ -73,7 +72,7 @@ def fit_on_train_split(cfg: DictConfig) -> tuple[GMMPrior, dict[str, Any]]:
     dm = AmassDataModule.from_config(cfg)
     dm.prepare_data()
     train = dm.dataset("train")
-    ids = subsample_ids(len(train), g.max_samples, cfg.seed)
+    ids = sample_rows(len(train), g.max_samples, cfg.seed)
     poses = read_rows(train, ids)  # (n, 63) float64
     t_read = time.perf_counter()
     with threadpool_limits(limits=g.num_threads):  # None leaves the BLAS thread count alone
@@ -86,6 +85,8 @@ def fit_on_train_split(cfg: DictConfig) -> tuple[GMMPrior, dict[str, Any]]:
         "seed": int(cfg.seed),
         "train_rows": len(train),
         "n_used": len(ids),
+        "reg_covar": float(g.reg_covar),
+        "covariance_eigenvalues": covariance_spectrum(gmm),
         "loglik_per_sample": {"train": mean_log_likelihood(gmm, poses)},
         "n_scored": {"train": len(ids)},
     }
@@ -94,7 +95,7 @@ def fit_on_train_split(cfg: DictConfig) -> tuple[GMMPrior, dict[str, Any]]:
         record["loglik_per_sample"]["valid"] = None
         record["valid_skipped"] = why
     else:
-        vids = subsample_ids(len(valid), g.eval_max_samples, cfg.seed)
+        vids = sample_rows(len(valid), g.eval_max_samples, cfg.seed)
         record["loglik_per_sample"]["valid"] = mean_log_likelihood(gmm, read_rows(valid, vids))
         record["n_scored"]["valid"] = len(vids)
     record["seconds"] = {"read": t_read - t0, "fit": t_fit - t_read, "total": time.perf_counter() - t0}
@@ -123,6 +124,7 @@ def convert_smplify(cfg: DictConfig) -> tuple[GMMPrior, dict[str, Any]]:
         "reduce": str(g.reduce),
         "n_components": prior.gmm.num_components,
         "model_dim": prior.gmm.model_dim,
+        "covariance_eigenvalues": covariance_spectrum(prior.gmm),
         "seconds": {"total": time.perf_counter() - t0},
     }
     return prior, record

@@ -1,6 +1,6 @@
 """Runner of `make train-vposer`: AMASS DataModule + VAEPriorModule + Trainer, into a run folder.
 
-The run folder (`output_dir`) holds config.yaml, checkpoints/ (last.ckpt + every N epochs), prior.pt
+The run folder (`output_dir`) holds config.yaml, checkpoints/ (last.ckpt after every epoch + a kept one every N epochs), prior.pt
 (kind "vposer", the weights of the best validation v2v), csv/metrics.csv and the W&B run (offline unless
 logged in). The data are the same prepared AMASS splits the GAN priors train on.
 With `published_checkpoint` set, the published V02_05 weights are converted to prior.pt instead of training.
@@ -17,14 +17,7 @@ from pytorch_lightning.callbacks import Callback, EarlyStopping, LearningRateMon
 from callbacks.export_vposer import VPoserExportCallback
 from datamodules.amass.datamodule import AmassDataModule
 from experiments.config import to_container
-from experiments.training import (
-    build_loggers,
-    build_trainer,
-    checkpoint_callback,
-    finish_loggers,
-    prepare_run_dir,
-    resume_checkpoint,
-)
+from experiments.training import fit, prepare_run_dir, say, wandb_mode
 from lightning_modules.vae_prior import VAL_METRIC, VAEPriorModule
 from pose_prior.body_model import load_body_model
 from pose_prior.priors import VPoserPrior
@@ -70,7 +63,7 @@ def convert_published(cfg: DictConfig, run_dir: Path) -> Path:
     ckpt = find_published_checkpoint(cfg.published_checkpoint)
     prior = VPoserPrior.from_checkpoint(ckpt, provenance={"config": to_container(cfg)})
     prior.save(run_dir / "prior.pt")
-    print(f"converted {ckpt} -> {run_dir / 'prior.pt'}")
+    say(f"converted {ckpt} -> {run_dir / 'prior.pt'}")
     return run_dir
 
 
@@ -88,17 +81,13 @@ def run_train_vposer(cfg: DictConfig) -> Path:
                  "prepared_dir": cfg.data.prepared_dir},
     }
     callbacks: list[Callback] = [
-        checkpoint_callback(cfg, run_dir),
         VPoserExportCallback(run_dir / "prior.pt", monitor=VAL_METRIC, provenance=provenance),
     ]
     if validation_enabled(cfg) and cfg.optim.early_stop_patience > 0:
         callbacks.append(EarlyStopping(monitor=VAL_METRIC, mode="min", patience=cfg.optim.early_stop_patience,
                                        min_delta=cfg.optim.early_stop_min_delta, check_on_train_epoch_end=False))
-    loggers = build_loggers(cfg, run_dir)
-    if loggers:
+    if cfg.logger.csv or wandb_mode(cfg.logger.wandb_mode) != "disabled":
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
-    trainer = build_trainer(cfg, run_dir, callbacks, loggers)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, run_dir))
-    finish_loggers(loggers)
-    print(f"run folder: {run_dir}  prior: {run_dir / 'prior.pt'}")
+    fit(cfg, run_dir, module, datamodule, callbacks, prior=run_dir / "prior.pt")
+    say(f"run folder: {run_dir}  prior: {run_dir / 'prior.pt'}")
     return run_dir

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Literal, Optional
 
 from experiments.schemas.common import BodyModelConfig, LoggerConfig, TrainerConfig
 from experiments.schemas.data import AmassDataConfig, DemoDataConfig
@@ -65,6 +65,7 @@ class TrainVPoserConfig:
     output_dir: str = "outputs/runs/vposer"
     seed: int = 100
     resume: bool = False
+    overwrite: bool = False  # clear a used output_dir first (else a non-empty one is refused without resume)
     # Published V02_05 weights (a snapshot .ckpt, or the experiment folder): convert to prior.pt, no training.
     published_checkpoint: Optional[str] = None
     data: VPoserDataConfig = field(default_factory=VPoserDataConfig)
@@ -92,7 +93,7 @@ class GmmFitConfig:
     n_init: int = 1
     num_threads: Optional[int] = None  # BLAS threads during EM (threadpoolctl); null = the library default
     smplify_pkl: Optional[str] = None  # path of gmm_08.pkl: convert it instead of fitting
-    reduce: str = "marginalise"  # marginalise | zero_pad (how the 69-d SMPL GMM becomes 63-d)
+    reduce: Literal["marginalise", "zero_pad"] = "marginalise"  # how the 69-d SMPL GMM becomes 63-d
 
 
 @dataclass

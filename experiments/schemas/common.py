@@ -7,7 +7,7 @@ import collections.abc
 import dataclasses
 import typing
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, List, Literal, Optional
 
 
 @dataclass
@@ -15,15 +15,15 @@ class BodyModelConfig:
     """Which body model evaluates poses: "open", "open-light", or a path to an SMPL/SMPL-H file."""
 
     path: str = "open"
-    model_type: str = "smpl"  # smpl | smplh
-    gender: str = "neutral"
+    model_type: Literal["smpl", "smplh"] = "smpl"
+    gender: Literal["neutral", "male", "female"] = "neutral"
 
 
 @dataclass
 class TrainerConfig:
     """Lightning Trainer settings; DDP/SLURM come from Lightning's own strategies."""
 
-    accelerator: str = "auto"  # auto | cpu | gpu
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: Any = 1  # int, list of ids, or "auto"
     num_nodes: int = 1
     strategy: str = "auto"  # auto picks DDP (find_unused_parameters) when more than one process
@@ -43,8 +43,13 @@ class LoggerConfig:
 
     project: str = "pose-prior"
     name: Optional[str] = None
-    wandb_mode: str = "auto"  # auto (online if logged in, else offline) | online | offline | disabled
+    # auto: online if logged in, else offline
+    wandb_mode: Literal["auto", "online", "offline", "disabled"] = "auto"
+    entity: Optional[str] = None  # W&B team or user; null = the account's default entity
+    group: Optional[str] = None  # W&B run group (e.g. one per sweep)
     tags: List[str] = field(default_factory=list)
+    notes: Optional[str] = None
+    log_prior_artifact: bool = True  # prior.pt as a W&B artifact at the end of a training run
     csv: bool = True
 
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Literal, Optional
 
 # VPoser v1-era AMASS splits as the paper's authors used them.
 DEFAULT_SPLITS: Dict[str, List[str]] = {
@@ -41,7 +41,7 @@ class AmassDataConfig:
     prepared_dir: str = "outputs/prepared/amass"
     splits: Dict[str, List[str]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_SPLITS.items()})
     aliases: Dict[str, List[str]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_ALIASES.items()})
-    frame_selection: str = "all"  # all | vposer | resample
+    frame_selection: Literal["all", "vposer", "resample"] = "all"
     vposer_keep_fraction: float = 0.3
     vposer_trim_fraction: float = 0.1
     target_fps: Optional[float] = None  # for frame_selection=resample

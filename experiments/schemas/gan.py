@@ -24,6 +24,7 @@ class TrainGanConfig:
     output_dir: str = "outputs/runs/gan"
     seed: int = 0
     resume: bool = False
+    overwrite: bool = False  # clear a used output_dir first (else a non-empty one is refused without resume)
     data: AmassDataConfig = field(default_factory=AmassDataConfig)
     demo: DemoDataConfig = field(default_factory=DemoDataConfig)
     body_model: BodyModelConfig = field(default_factory=BodyModelConfig)

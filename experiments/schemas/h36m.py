@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Literal, Optional
 
 from experiments.schemas.common import BodyModelConfig, LoggerConfig, TrainerConfig, config_dataclass
 from experiments.schemas.data import AmassDataConfig, DemoDataConfig
@@ -17,7 +17,7 @@ class H36MEvalDataConfig:
 
     h36m_file: Optional[str] = None  # imgname/center/scale/S (+ part/openpose) npz; null = synthetic demo file
     h36m_keypoints: Optional[str] = None  # separate npz with `part` (N,24,3) or `openpose` (N,25,3) (+ imgname)
-    keypoint_key: Optional[str] = None  # part | openpose (null: whichever is present)
+    keypoint_key: Optional[Literal["part", "openpose"]] = None  # null: whichever is present
     max_frames: Optional[int] = None  # evaluate only the first N frames (null = all)
     batch_size: int = 64
     num_workers: int = 0
@@ -49,7 +49,7 @@ class EvalH36MConfig:
     priors: List[str] = field(default_factory=list)
     include_none: bool = True  # also fit with no prior (raw pose), the paper's comparison
     j_regressor: Optional[str] = None  # SPIN's J_regressor_h36m.npy; null = the open model's own
-    dtype: str = "float32"  # float32 | float64: body model, prior and fitting (float64: bit-stable across batching)
+    dtype: Literal["float32", "float64"] = "float32"  # body model, prior and fitting (float64: bit-stable across batching)
     data: H36MEvalDataConfig = field(default_factory=H36MEvalDataConfig)
     synthetic: SyntheticH36MConfig = field(default_factory=SyntheticH36MConfig)
     body_model: BodyModelConfig = field(default_factory=BodyModelConfig)

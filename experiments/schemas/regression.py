@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Literal, Optional
 
 from experiments.schemas.common import BodyModelConfig, LoggerConfig, TrainerConfig
 
@@ -29,7 +29,8 @@ class HmrConfig:
 
 @dataclass
 class RegressorModelConfig:
-    features: str = "pooled"  # pooled (2048-d ResNet features) | hidden (HMR fc2, 1024) | pooled+params
+    # pooled (2048-d ResNet features) | hidden (HMR fc2, 1024) | pooled+params
+    features: Literal["pooled", "hidden", "pooled+params"] = "pooled"
     mlp_hidden: List[int] = field(default_factory=lambda: [1024, 1024])
     mlp_dropout: float = 0.0
     train_heads: bool = False  # also train HMR's fc1/fc2/decpose/decshape/deccam (orientation, shape, camera)
@@ -100,6 +101,7 @@ class TrainRegressorConfig:
     output_dir: str = "outputs/runs/regressor"
     seed: int = 0
     resume: bool = False
+    overwrite: bool = False  # clear a used output_dir first (else a non-empty one is refused without resume)
     prior: RegressorPriorConfig = field(default_factory=RegressorPriorConfig)
     hmr: HmrConfig = field(default_factory=HmrConfig)
     body_model: BodyModelConfig = field(default_factory=BodyModelConfig)

@@ -65,7 +65,9 @@ def knn_radii(x: np.ndarray | torch.Tensor, k: int, chunk: int = 1024, backend: 
 
 
 def _knn_radii_faiss(xs: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
-    import faiss  # optional: only this backend needs it
+    from pose_prior.evaluation.nearest.faiss_index import import_faiss
+
+    faiss = import_faiss()  # optional: only this backend needs it
 
     n = xs.shape[0]
     base = np.ascontiguousarray(xs.cpu().numpy().astype(np.float32))

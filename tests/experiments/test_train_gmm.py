@@ -14,8 +14,9 @@ from sklearn.mixture import GaussianMixture
 
 from datamodules.amass.prepare import read_manifest
 from experiments.config import CONFIGS_DIR, load_config
-from experiments.train_gmm import read_rows, run_train_gmm, subsample_ids
+from experiments.train_gmm import read_rows, run_train_gmm
 from pose_prior.priors import GMMPrior, load_prior
+from pose_prior.rows import sample_rows
 from tests.pose_prior.test_gmm import random_mixture, smplify_penalty_reference, write_gmm08
 
 FIT = dict(n_components=4, max_iter=100, tol=1e-3, reg_covar=1e-4)
@@ -76,7 +77,7 @@ class RecordingDataset:
 def test_subsample_reads_only_the_sorted_drawn_rows() -> None:
     rows = np.random.default_rng(0).normal(size=(10_000, 63)).astype(np.float32)
     ds = RecordingDataset(rows)
-    ids = subsample_ids(len(ds), 700, seed=5)
+    ids = sample_rows(len(ds), 700, seed=5)
     out = read_rows(ds, ids, chunk=256)
     asked = np.concatenate(ds.requested)
     assert len(ds.requested) == 3 and len(asked) == 700  # chunked, never the whole array
@@ -84,8 +85,8 @@ def test_subsample_reads_only_the_sorted_drawn_rows() -> None:
     np.testing.assert_array_equal(asked, np.sort(np.random.default_rng(5).choice(10_000, 700, replace=False)))
     assert out.dtype == np.float64
     np.testing.assert_array_equal(out, rows[asked].astype(np.float64))
-    np.testing.assert_array_equal(subsample_ids(50, 700, seed=5), np.arange(50))  # fewer rows: all of them
-    np.testing.assert_array_equal(subsample_ids(50, None, seed=5), np.arange(50))
+    np.testing.assert_array_equal(sample_rows(50, 700, seed=5), np.arange(50))  # fewer rows: all of them
+    np.testing.assert_array_equal(sample_rows(50, None, seed=5), np.arange(50))
 
 
 @pytest.mark.parametrize("reduce", ["marginalise", "zero_pad"])
@@ -119,6 +120,5 @@ def test_bad_smplify_path_and_reduction_are_reported(tmp_path: Path) -> None:
     cfg = gmm_config(tmp_path, tmp_path, tmp_path, f"gmm.smplify_pkl={tmp_path / 'gmm_08.pkl'}")
     with pytest.raises(FileNotFoundError, match=r"gmm\.smplify_pkl.*gmm_08\.pkl"):
         run_train_gmm(cfg)
-    cfg = gmm_config(tmp_path, tmp_path, tmp_path, "gmm.reduce=truncate")
-    with pytest.raises(ValueError, match=r"gmm\.reduce.*marginalise.*truncate"):
-        run_train_gmm(cfg)
+    with pytest.raises(ValueError, match=r"gmm\.reduce.*truncate.*marginalise"):  # ConfigError, when read
+        gmm_config(tmp_path, tmp_path, tmp_path, "gmm.reduce=truncate")

@@ -312,7 +312,7 @@ def test_gpu_shortlist_uses_the_process_current_cuda_device(monkeypatch) -> None
 
     fake = types.SimpleNamespace(GpuIndexFlatConfig=Config, GpuIndexFlatL2=GpuIndex,
                                  StandardGpuResources=lambda: object(), get_num_gpus=lambda: 2)
-    monkeypatch.setattr(fi, "_faiss", lambda: fake)
+    monkeypatch.setattr(fi, "import_faiss", lambda: fake)
     monkeypatch.setattr(fi, "_GPU_RESOURCES", {})
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)

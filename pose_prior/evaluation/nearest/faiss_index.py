@@ -6,15 +6,19 @@ import numpy as np
 import torch
 
 
-def _faiss():
-    import faiss  # imported lazily: the package imports without faiss installed
-
+def import_faiss():
+    """The faiss module, imported lazily (the package imports without it), or an error naming the extra."""
+    try:
+        import faiss
+    except ImportError as err:
+        raise ImportError("faiss is not installed: `make install EXTRAS=dev,cpu` installs faiss-cpu, "
+                          "`make install EXTRAS=dev,gpu` faiss-gpu (see `make check-gpu`)") from err
     return faiss
 
 
 def faiss_has_gpu() -> bool:
     """True when the installed faiss was built with GPU support and sees a GPU."""
-    faiss = _faiss()
+    faiss = import_faiss()
     return hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
 
 
@@ -23,7 +27,7 @@ _GPU_RESOURCES: dict = {}  # one StandardGpuResources per device and process, re
 
 def _gpu_resources(device: int):
     if device not in _GPU_RESOURCES:
-        _GPU_RESOURCES[device] = _faiss().StandardGpuResources()
+        _GPU_RESOURCES[device] = import_faiss().StandardGpuResources()
     return _GPU_RESOURCES[device]
 
 
@@ -39,7 +43,7 @@ class FlatL2Shortlist:
     ranks of a multi-GPU run each search on their own GPU."""
 
     def __init__(self, vectors: torch.Tensor, use_gpu: bool | None = None, device: int | None = None) -> None:
-        faiss = _faiss()
+        faiss = import_faiss()
         dim = vectors.shape[1]
         self.on_gpu = faiss_has_gpu() if use_gpu is None else use_gpu
         if self.on_gpu:

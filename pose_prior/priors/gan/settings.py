@@ -15,7 +15,7 @@ from typing import Literal, Optional
 class GanSettings:
     """Generator / discriminator sizes, the latent space and the LSGAN loss weights."""
 
-    latent: str = "S"  # S (spherical) | U (uniform) | N (normal)
+    latent: Literal["S", "U", "N"] = "S"  # spherical | uniform | normal
     latent_dim: int = 32
     gen_hidden: int = 512
     gen_dropout: float = 0.1
