@@ -16,8 +16,8 @@ space := $(empty) $(empty)
 yaml_list = [$(subst $(space),$(comma),$(strip $(1)))]
 
 .DEFAULT_GOAL := help
-.PHONY: help install check-gpu test test-slow lint demo-data prepare-amass convert-smpl build-open-model bench sweep sweep-local \
-	train-gan-s train-gan-u train-gan-n train-vposer train-gmm demo-images train-regressor eval-regressor \
+.PHONY: help install check-gpu test test-slow lint demo-data prepare-amass convert-authors convert-smpl build-open-model bench sweep sweep-local \
+	train-gan-s train-gan-u train-gan-n train-gan-beta train-gan-theta-beta train-vposer train-gmm demo-images train-regressor eval-regressor \
 	demo-h36m eval-h36m eval-coverage eval-interp eval-generation eval-ik compare
 
 help: ## Show this list of targets
@@ -56,6 +56,9 @@ demo-data: ## Write the synthetic AMASS-format tree (the embedded default)
 prepare-amass: ## Prepare AMASS (data.amass_dir=...) into memory-mapped per-split arrays
 	$(RUN) prepare_amass $(ARGS)
 
+convert-authors: ## The authors' GAN checkpoint -> prior.pt: make convert-authors CKPT=ckpt.pth OUT=gan_s/prior.pt LATENT=S
+	$(VENV)/bin/pose-prior-convert-authors $(CKPT) $(OUT) --latent $(LATENT)
+
 convert-smpl: ## Convert a chumpy SMPL .pkl into a plain .npz: make convert-smpl PKL=in.pkl NPZ=out.npz
 	$(VENV)/bin/pose-prior-convert-smpl $(PKL) $(NPZ)
 
@@ -80,6 +83,12 @@ train-gan-u: ## Train GAN-U (uniform latent)
 
 train-gan-n: ## Train GAN-N (normal latent)
 	$(RUN) gan_n $(ARGS)
+
+train-gan-beta: ## Train GAN-beta, a shape prior (paper supplement D.1)
+	$(RUN) gan_beta $(ARGS)
+
+train-gan-theta-beta: ## Train GAN-theta-beta, a joint pose and shape prior (paper supplement D)
+	$(RUN) gan_theta_beta $(ARGS)
 
 train-vposer: ## Train the VPoser v2 baseline on the same AMASS splits (prior.pt of kind "vposer")
 	$(RUN) vposer $(ARGS)
