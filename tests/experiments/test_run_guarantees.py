@@ -207,8 +207,6 @@ def test_validation_pictures_share_the_scalars_steps(trained_run: Path) -> None:
     assert len(val) == EPOCHS and _steps(rows, "discriminator_histogram") == val
 
 
-@pytest.mark.xfail(strict=False, reason="callbacks/evaluation_common.logging_step gives on_train_epoch_end "
-                                        "pictures _batches_that_stepped, one past the epoch-end scalars' step")
 def test_epoch_end_pictures_share_the_scalars_steps(trained_run: Path) -> None:
     (run,) = list((trained_run / "wandb").glob("offline-run-*"))
     rows = history(run)
