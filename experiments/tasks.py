@@ -20,6 +20,7 @@ from experiments.schemas.gan import TrainGanConfig
 from experiments.schemas.generation import EvalGenerationConfig, EvalIKConfig
 from experiments.schemas.h36m import EvalH36MConfig
 from experiments.schemas.regression import DemoImagesTaskConfig, EvalRegressorConfig, TrainRegressorConfig
+from experiments.schemas.shape import TrainShapeGanConfig
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ TASKS: dict[str, Task] = {
     "demo-data": Task(DemoDataTaskConfig, "datamodules.amass.demo:run_demo_data"),
     "prepare-amass": Task(PrepareAmassConfig, "datamodules.amass.prepare:run_prepare_amass"),
     "train-gan": Task(TrainGanConfig, "experiments.train_gan:run_train_gan"),
+    "train-shape-gan": Task(TrainShapeGanConfig, "experiments.train_shape_gan:run_train_shape_gan"),
     "train-vposer": Task(TrainVPoserConfig, "experiments.train_vposer:run_train_vposer"),
     "train-gmm": Task(TrainGmmConfig, "experiments.train_gmm:run_train_gmm"),
     "eval-coverage": Task(EvalCoverageConfig, "experiments.eval_coverage:run_eval_coverage"),

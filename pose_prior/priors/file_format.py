@@ -116,6 +116,8 @@ _BUILTIN_KINDS = {
     "gan": "pose_prior.priors.gan.prior:load_gan_payload",
     "vposer": "pose_prior.priors.vposer.prior:load_vposer_payload",
     "gmm": "pose_prior.priors.gmm.prior:load_gmm_payload",
+    "gan_beta": "pose_prior.priors.shape.prior:load_gan_beta_payload",
+    "gan_theta_beta": "pose_prior.priors.shape.prior:load_gan_theta_beta_payload",
 }
 PRIOR_LOADERS: dict[str, PriorLoader | str] = dict(_BUILTIN_KINDS)
 
