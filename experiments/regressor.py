@@ -167,11 +167,18 @@ def run_eval_regressor(cfg: DictConfig) -> dict[str, Any]:
     if not ckpt.is_file():
         raise ConfigError(f"checkpoint={ckpt}: no such file")
     out_dir = Path(cfg.output_dir) if cfg.output_dir else ckpt.resolve().parent.parent / "eval"
+    try:  # before anything is written: a wrong file is a user error, not a traceback
+        module = ImageRegressionModule.load_from_checkpoint(str(ckpt), map_location="cpu",
+                                                            hmr_trunk_path=cfg.hmr_trunk_path)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # unpickling, missing keys and shape errors come in many types
+        first = str(err).split("\n")[0]
+        raise ConfigError(f"checkpoint={ckpt}: not a checkpoint of `make train-regressor` "
+                          f"({type(err).__name__}: {first})") from err
+    module.eval()
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir / "config.yaml")
-    module = ImageRegressionModule.load_from_checkpoint(str(ckpt), map_location="cpu",
-                                                        hmr_trunk_path=cfg.hmr_trunk_path)
-    module.eval()
     p2_file, image_root, reg, reg_source, benchmark = _eval_sources(cfg, module.body_model.num_vertices)
     dataset = H36MImageDataset(p2_file, image_root, max_frames=cfg.data.max_frames)
     t0 = time.perf_counter()

@@ -70,6 +70,8 @@ class AdversarialPriorModule(pl.LightningModule):
             backward=self.manual_backward,
         )
         self.log_dict({f"train/{k}": v for k, v in logs.items()}, on_step=True, on_epoch=True)
+        # the two losses on the progress bar (their parts and the discriminator's means go to the loggers)
+        self.log_dict({"g": logs["g_loss"], "d": logs["d_loss"]}, on_step=True, prog_bar=True, logger=False)
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         """Discriminator and generator losses on held-out real poses against fixed fakes."""

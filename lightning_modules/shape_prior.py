@@ -86,6 +86,8 @@ class ShapePriorModule(pl.LightningModule):
         logs = flat_authors_step(self.generator, self.discriminator, g_opt, d_opt, self.real_samples(batch),
                                  self.latent, self.settings.d_steps, self.groups, backward=self.manual_backward)
         self.log_dict({f"train/{k}": v for k, v in logs.items()}, on_step=True, on_epoch=True)
+        # the two losses on the progress bar (their parts and the discriminator's means go to the loggers)
+        self.log_dict({"g": logs["g_loss"], "d": logs["d_loss"]}, on_step=True, prog_bar=True, logger=False)
 
     def held_out_losses(self, real: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
         """Discriminator / generator losses on held-out real samples (B, D) against fakes of a fixed seed."""
