@@ -137,7 +137,7 @@ def main() -> None:
     p.add_argument("--num-precision", type=int, default=500)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-fresh", action="store_true", help="skip the `fresh` GAN-S reference at the old budget")
-    p.add_argument("--runs-dir", default="/tmp/embedded_budget_runs")
+    p.add_argument("--runs-dir", default="outputs/bench/embedded_budget_runs")
     p.add_argument("--out", default=str(ROOT / "bench" / "embedded_budget"))
     p.add_argument("--collect-only", action="store_true")
     p.add_argument("--resume-to", type=int, default=None,
