@@ -41,7 +41,7 @@ print(json.dumps({"maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrs
 OURS = """
 import json, resource, sys, time
 from datamodules.amass.prepare import prepare_amass
-from experiments.schema import DEFAULT_ALIASES, DEFAULT_SPLITS
+from experiments.schemas.data import DEFAULT_ALIASES, DEFAULT_SPLITS
 t = time.perf_counter()
 report = prepare_amass(sys.argv[1], sys.argv[2], DEFAULT_SPLITS, DEFAULT_ALIASES)
 seconds = time.perf_counter() - t

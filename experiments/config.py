@@ -19,8 +19,6 @@ from experiments.tasks import TASKS
 
 # The experiment YAMLs (+ sweeps/), apart from the Python code.
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
-# Older name of CONFIGS_DIR, for callers outside experiments/ (e.g. `EXPERIMENTS_DIR / "vposer.yaml"`).
-EXPERIMENTS_DIR = CONFIGS_DIR
 
 
 # A config with any of these set runs on real data: its `embedded_default:` block is not applied.

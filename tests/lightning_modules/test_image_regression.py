@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from datamodules.eft_coco import EftImageDataset, read_eft_json
 from datamodules.eft_demo import write_demo_images
 from datamodules.h36m.images import H36MImageDataset
-from experiments.config import EXPERIMENTS_DIR, ConfigError, load_config
+from experiments.config import CONFIGS_DIR, ConfigError, load_config
 from experiments.regressor import evaluate_h36m_images, run_eval_regressor, run_train_regressor
 from lightning_modules.image_regression import ImageRegressionModule
 from pose_prior.body_model.h36m_regressor import load_h36m_regressor
@@ -239,11 +239,11 @@ def test_evaluation_of_ground_truth_meshes_is_zero(demo_root) -> None:
 
 
 def test_missing_prior_is_explained(tmp_path) -> None:
-    cfg = load_config(EXPERIMENTS_DIR / "regressor.yaml", [f"output_dir={tmp_path}"])
+    cfg = load_config(CONFIGS_DIR / "regressor.yaml", [f"output_dir={tmp_path}"])
     with pytest.raises(ConfigError, match="outputs/runs/gan_s/prior.pt"):
         run_train_regressor(cfg)
     assert cfg.model.train_heads and cfg.model.cache_features  # the embedded default applies without data
-    real = load_config(EXPERIMENTS_DIR / "regressor.yaml", ["data.train_json=x.json"])
+    real = load_config(CONFIGS_DIR / "regressor.yaml", ["data.train_json=x.json"])
     assert not real.model.train_heads and real.data.augment.enabled
 
 
@@ -251,7 +251,7 @@ def test_missing_prior_is_explained(tmp_path) -> None:
 def test_train_then_eval_run_folder(tmp_path, prior_file, demo_root) -> None:
     common = [f"data.demo_dir={demo_root}", "demo_images.num_train=4", "demo_images.num_val=2",
               "demo_images.image_size=128", "body_model.path=open-light", "logger.wandb_mode=offline"]
-    cfg = load_config(EXPERIMENTS_DIR / "regressor.yaml", [
+    cfg = load_config(CONFIGS_DIR / "regressor.yaml", [
         f"prior.path={prior_file}", f"output_dir={tmp_path / 'run'}", "trainer.max_epochs=2", "data.batch_size=2",
         "trainer.progress_bar=false", "trainer.log_every_n_steps=1", "hmr.calibrate_bn_batches=1", "grid_images=2",
         *common])
@@ -261,7 +261,7 @@ def test_train_then_eval_run_folder(tmp_path, prior_file, demo_root) -> None:
     keys = set().union(*(r.keys() for r in rows))
     assert {"train/loss_step", "train/keypoints_step", "val/loss", "val/mpjpe_lsp14_params_mm"} <= keys
     assert list((run / "wandb").glob("offline-run-*"))
-    ecfg = load_config(EXPERIMENTS_DIR / "eval_regressor.yaml", [f"checkpoint={run / 'checkpoints' / 'last.ckpt'}",
+    ecfg = load_config(CONFIGS_DIR / "eval_regressor.yaml", [f"checkpoint={run / 'checkpoints' / 'last.ckpt'}",
                                                                   "grid_images=2", *common])
     summary = run_eval_regressor(ecfg)
     saved = json.loads((run / "eval" / "regression.json").read_text())

@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 
 from datamodules.amass.prepare import PrepareReport
-from experiments.config import EXPERIMENTS_DIR, load_config
+from experiments.config import CONFIGS_DIR, load_config
 from experiments.train_vposer import build_vposer_datamodule, build_vposer_module, run_train_vposer
 from experiments.training import build_trainer
 from lightning_modules.vae_prior import reconstruction_v2v, validation_noise
@@ -39,7 +39,7 @@ def _one_thread():
 
 def tiny_config(tmp_path: Path, demo_amass_tree: Path, prepared: PrepareReport, *extra: str):
     return load_config(
-        EXPERIMENTS_DIR / "vposer.yaml",
+        CONFIGS_DIR / "vposer.yaml",
         [f"output_dir={tmp_path / 'run'}", f"data.amass_dir={demo_amass_tree}",
          f"data.prepared_dir={prepared.prepared_dir}", "logger.wandb_mode=disabled", *TINY, *extra],
     )
@@ -205,7 +205,7 @@ def test_published_checkpoint_is_converted_without_training(tmp_path: Path) -> N
     old = (snapshots / "V02_05_epoch=08_val_loss=0.04.ckpt").stat().st_mtime
     os.utime(newest, (old + 10, old + 10))
     missing = tmp_path / "no_data"
-    cfg = load_config(EXPERIMENTS_DIR / "vposer.yaml", [
+    cfg = load_config(CONFIGS_DIR / "vposer.yaml", [
         f"output_dir={tmp_path / 'run'}", f"published_checkpoint={tmp_path / 'V02_05'}",
         f"data.amass_dir={missing}", f"data.prepared_dir={missing}", "logger.wandb_mode=disabled"])
     run = run_train_vposer(cfg)
@@ -215,5 +215,5 @@ def test_published_checkpoint_is_converted_without_training(tmp_path: Path) -> N
     assert_same_model(model, prior.vposer)  # the newest snapshot, as human_body_prior picks it
     assert prior.provenance["source_checkpoint"] == str(newest)
     with pytest.raises(FileNotFoundError, match="published_checkpoint"):
-        run_train_vposer(load_config(EXPERIMENTS_DIR / "vposer.yaml", [
+        run_train_vposer(load_config(CONFIGS_DIR / "vposer.yaml", [
             f"output_dir={tmp_path / 'run2'}", f"published_checkpoint={missing}", "logger.wandb_mode=disabled"]))

@@ -101,7 +101,7 @@ def test_duration_format():
 
 def test_amass_preparation_reports_files(demo_amass_tree, tmp_path, monkeypatch, capsys):
     from datamodules.amass import prepare as prep
-    from experiments.schema import DEFAULT_ALIASES, DEFAULT_SPLITS
+    from experiments.schemas.data import DEFAULT_ALIASES, DEFAULT_SPLITS
 
     monkeypatch.setattr(prep, "Progress", lambda *a, **k: Progress(*a, **{**k, "every": 0.0}))
     prep.prepare_amass(demo_amass_tree, tmp_path / "p", DEFAULT_SPLITS, DEFAULT_ALIASES, progress=True)

@@ -23,7 +23,7 @@ from datamodules.amass.prepare import (
     read_manifest,
     select_frames,
 )
-from experiments.schema import DEFAULT_ALIASES, DEFAULT_SPLITS
+from experiments.schemas.data import DEFAULT_ALIASES, DEFAULT_SPLITS
 from pose_prior.io import atomic_savez
 
 REPO = Path(__file__).resolve().parents[3]
@@ -294,7 +294,7 @@ def test_killed_process_leaves_temp_only_and_rerun_finishes(demo_amass_tree, tmp
     script = textwrap.dedent(f"""
         import os
         from datamodules.amass import prepare as prep
-        from experiments.schema import DEFAULT_ALIASES, DEFAULT_SPLITS
+        from experiments.schemas.data import DEFAULT_ALIASES, DEFAULT_SPLITS
         real, calls = prep.load_selected_rows, [0]
         def dying(*args, **kwargs):
             calls[0] += 1
