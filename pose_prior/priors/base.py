@@ -212,6 +212,24 @@ class LatentPrior(Prior):
         return None
 
 
+class GeneratorPrior(LatentPrior):
+    """A latent prior whose decoder is one frozen generator network (GAN-S/U/N, the shape GANs); its file
+    entry is `"generator": {"class", "kwargs", "state_dict"}`."""
+
+    def __init__(self, generator: nn.Module, latent: LatentSpace, provenance: dict | None = None) -> None:
+        if generator.latent_dim != latent.dim:
+            raise ValueError(f"generator latent_dim {generator.latent_dim} != latent space dim {latent.dim}")
+        super().__init__(latent, provenance)
+        self.generator = generator
+        self.freeze().train(False)
+
+    def file_entries(self) -> dict[str, Any]:
+        from pose_prior.priors.file_format import cpu_state_dict
+
+        g = self.generator
+        return {"generator": {"class": type(g).__name__, "kwargs": g.arch_kwargs(), "state_dict": cpu_state_dict(g)}}
+
+
 class PosePrior(Prior):
     """Base of the priors whose latent is the body pose itself (the GMM, and "none")."""
 

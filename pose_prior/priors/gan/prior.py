@@ -11,25 +11,18 @@ import os
 
 import torch
 
-from pose_prior.priors.base import LatentPrior
-from pose_prior.priors.file_format import cpu_state_dict, malformed
+from pose_prior.priors.base import GeneratorPrior
+from pose_prior.priors.file_format import malformed
 from pose_prior.priors.gan.networks import PoseGenerator
 from pose_prior.priors.latent import LatentSpace, make_latent
 
 KIND = "gan"
 
 
-class GANPrior(LatentPrior):
+class GANPrior(GeneratorPrior):
     """A generator with frozen weights (always in eval mode: no dropout) and its latent space."""
 
     kind = KIND
-
-    def __init__(self, generator: PoseGenerator, latent: LatentSpace, provenance: dict | None = None) -> None:
-        if generator.latent_dim != latent.dim:
-            raise ValueError(f"generator latent_dim {generator.latent_dim} != latent space dim {latent.dim}")
-        super().__init__(latent, provenance)
-        self.generator = generator
-        self.freeze().train(False)
 
     @property
     def num_joints(self) -> int:
@@ -38,10 +31,6 @@ class GANPrior(LatentPrior):
     def decode_matrices(self, z: torch.Tensor) -> torch.Tensor:
         """(n, latent_dim) -> (n, J, 3, 3) rotation matrices; differentiable in z."""
         return self.generator(z)
-
-    def file_entries(self) -> dict:
-        g = self.generator
-        return {"generator": {"class": type(g).__name__, "kwargs": g.arch_kwargs(), "state_dict": cpu_state_dict(g)}}
 
 
 def save_prior(path: str | os.PathLike, generator: PoseGenerator, latent: LatentSpace,

@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from pose_prior.body_model.posing import as_vertices, takes_matrices
-from pose_prior.priors.base import LatentPrior
-from pose_prior.priors.file_format import cpu_state_dict, malformed
-from pose_prior.priors.latent import LatentSpace, make_latent
+from pose_prior.priors.base import GeneratorPrior
+from pose_prior.priors.file_format import malformed
+from pose_prior.priors.latent import make_latent
 from pose_prior.priors.shape.networks import PoseShapeGenerator, ShapeGenerator
 from pose_prior.rotations import matrices_to_body_pose
 
@@ -38,23 +38,12 @@ def shaped_vertices(body_model: nn.Module, betas: torch.Tensor, rotmats: torch.T
     return as_vertices(body_model(pose, betas=betas)).reshape(n, -1, 3)
 
 
-class _ShapeLatentPrior(LatentPrior):
-    """A frozen generator and its latent space (the GAN prior's pattern)."""
-
-    def __init__(self, generator: nn.Module, latent: LatentSpace, provenance: dict | None = None) -> None:
-        if generator.latent_dim != latent.dim:
-            raise ValueError(f"generator latent_dim {generator.latent_dim} != latent space dim {latent.dim}")
-        super().__init__(latent, provenance)
-        self.generator = generator
-        self.freeze().train(False)
+class _ShapeLatentPrior(GeneratorPrior):
+    """A frozen shape (or pose-and-shape) generator and its latent space."""
 
     @property
     def num_betas(self) -> int:
         return self.generator.num_betas
-
-    def file_entries(self) -> dict[str, Any]:
-        g = self.generator
-        return {"generator": {"class": type(g).__name__, "kwargs": g.arch_kwargs(), "state_dict": cpu_state_dict(g)}}
 
 
 class GanBetaPrior(_ShapeLatentPrior):
