@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLI = ROOT / ".venv" / "bin" / "pose-prior"
 KINDS = {"S": "gan_s", "U": "gan_u", "N": "gan_n"}
 
