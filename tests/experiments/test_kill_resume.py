@@ -19,8 +19,9 @@ from tests.fixtures.gan import tiny_gan_overrides
 REPO = Path(__file__).resolve().parents[2]
 EPOCHS = 6
 # Kept checkpoints only every 4 epochs: between them, only last.ckpt holds the progress.
+# Enough batches that training, not start-up, fills most of a run, so kills land inside epochs.
 SETTINGS = [f"trainer.max_epochs={EPOCHS}", "trainer.checkpoint_every_n_epochs=4", "logger.wandb_mode=disabled",
-            "samples.every_n_epochs=3"]
+            "samples.every_n_epochs=3", "trainer.batches_per_epoch=60"]
 
 
 def command(run_dir: Path, amass: Path, prepared: Path, *extra: str) -> list[str]:
@@ -41,9 +42,11 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_weights(
     prepared = Path(prepared_amass.prepared_dir)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     reference = tmp_path / "reference"
+    start = time.perf_counter()
     done = subprocess.run(command(reference, demo_amass_tree, prepared), cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
+    full = time.perf_counter() - start  # this machine's time for a whole run: the kill moments scale with it
 
     rng = random.Random(1234)
     run_dir, kills, resumes = tmp_path / "killed", 0, 0
@@ -53,8 +56,9 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_weights(
         proc = subprocess.Popen(command(run_dir, demo_amass_tree, prepared, *extra), cwd=REPO, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if kills < 4:
-            # start-up takes a few seconds; the kills land anywhere from start-up to the final epochs
-            time.sleep(rng.uniform(4.0, 14.0))
+            # moments relative to a whole run's time, so that they land inside the run on a fast or a slow
+            # machine; at most 45% of a run each, so at least two kills land before the work is done
+            time.sleep(rng.uniform(0.25, 0.45) * full)
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
