@@ -9,12 +9,13 @@ which prepares DDP's reducer before every backward pass.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 
+from lightning_modules.hyperparameters import split_settings
 from lightning_modules.rng_states import restore_rng_states, save_rng_states, seed_step_stream
 from pose_prior.priors.gan.losses import discriminator_loss, generator_loss
 from pose_prior.priors.gan.networks import PoseDiscriminator, PoseGenerator
@@ -23,18 +24,6 @@ from pose_prior.priors.gan.settings import GanOptimSettings, GanSettings
 from pose_prior.priors.gan.training import PROCEDURES, make_optimizers
 from pose_prior.priors.latent import make_latent
 from pose_prior.rotations import body_pose_to_matrices
-
-
-def split_hyperparameters(values: dict[str, Any]) -> tuple[GanSettings, GanOptimSettings]:
-    """Flat hyperparameters -> (GanSettings, GanOptimSettings); unknown names raise, naming the valid ones."""
-    model_keys = {f.name for f in fields(GanSettings)}
-    optim_keys = {f.name for f in fields(GanOptimSettings)}
-    unknown = sorted(set(values) - model_keys - optim_keys)
-    if unknown:
-        raise TypeError(f"AdversarialPriorModule: unknown hyperparameter(s) {unknown}; "
-                        f"valid: {sorted(model_keys | optim_keys | {'seed'})}")
-    return (GanSettings(**{k: v for k, v in values.items() if k in model_keys}),
-            GanOptimSettings(**{k: v for k, v in values.items() if k in optim_keys}))
 
 
 class AdversarialPriorModule(pl.LightningModule):
@@ -46,7 +35,8 @@ class AdversarialPriorModule(pl.LightningModule):
 
     def __init__(self, seed: int = 0, **hyperparameters: Any) -> None:
         super().__init__()
-        self.settings, self.optim_settings = split_hyperparameters(hyperparameters)
+        self.settings, self.optim_settings = split_settings(
+            "AdversarialPriorModule", hyperparameters, GanSettings, GanOptimSettings)
         self.save_hyperparameters({**asdict(self.settings), **asdict(self.optim_settings), "seed": int(seed)})
         self.automatic_optimization = False
         s = self.settings

@@ -9,12 +9,13 @@ packed into flat samples (rotation matrices + betas). Manual optimisation with L
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 
+from lightning_modules.hyperparameters import split_settings
 from lightning_modules.rng_states import restore_rng_states, save_rng_states, seed_step_stream
 from pose_prior.priors.gan.settings import GanOptimSettings
 from pose_prior.priors.gan.training import make_optimizers
@@ -35,16 +36,10 @@ from pose_prior.rotations import body_pose_to_matrices
 
 def split_shape_hyperparameters(values: dict[str, Any]) -> tuple[ShapeGanSettings, GanOptimSettings]:
     """Flat hyperparameters -> (ShapeGanSettings, GanOptimSettings); unknown names raise."""
-    model_keys = {f.name for f in fields(ShapeGanSettings)}
-    optim_keys = {f.name for f in fields(GanOptimSettings)}
-    unknown = sorted(set(values) - model_keys - optim_keys)
-    if unknown:
-        raise TypeError(f"ShapePriorModule: unknown hyperparameter(s) {unknown}; "
-                        f"valid: {sorted(model_keys | optim_keys | {'seed'})}")
-    model = {k: v for k, v in values.items() if k in model_keys}
-    if "shape_disc_hidden" in model:
-        model["shape_disc_hidden"] = [int(h) for h in model["shape_disc_hidden"]]
-    return ShapeGanSettings(**model), GanOptimSettings(**{k: v for k, v in values.items() if k in optim_keys})
+    values = dict(values)
+    if "shape_disc_hidden" in values:  # omegaconf hands a ListConfig
+        values["shape_disc_hidden"] = [int(h) for h in values["shape_disc_hidden"]]
+    return split_settings("ShapePriorModule", values, ShapeGanSettings, GanOptimSettings)
 
 
 class ShapePriorModule(pl.LightningModule):
