@@ -90,11 +90,11 @@ def prepare_run_dir(cfg: DictConfig) -> Path:
 def claim_run_dir(cfg: DictConfig, run_dir: Path) -> None:
     """A training run (a config with `resume`) owns its folder: a used folder is only continued
     (`resume=true`) or cleared (`overwrite=true`), never silently mixed with a new run. Checked before
-    anything is written."""
-    if "resume" not in cfg or rank_zero_only.rank != 0:
+    anything is written. A run with nothing to resume (the GMM's one-shot fit) has `overwrite` only."""
+    if ("resume" not in cfg and "overwrite" not in cfg) or rank_zero_only.rank != 0:
         # under DDP the other ranks start once rank zero has claimed (and written into) the folder
         return
-    resume, overwrite = bool(cfg.resume), bool(cfg.get("overwrite", False))
+    resume, overwrite = bool(cfg.get("resume", False)), bool(cfg.get("overwrite", False))
     if resume and overwrite:
         raise ConfigError("resume=true and overwrite=true contradict each other: pass one of them")
     if not run_dir.is_dir() or not any(run_dir.iterdir()) or resume:
@@ -110,8 +110,8 @@ def claim_run_dir(cfg: DictConfig, run_dir: Path) -> None:
     held = sorted(p.name for p in run_dir.iterdir())
     raise ConfigError(
         f"output_dir={run_dir} is not empty ({', '.join(held[:4])}{', ...' if len(held) > 4 else ''}): "
-        "continue that run with resume=true, start it again with overwrite=true (deletes its contents), "
-        "or choose another output_dir=..."
+        + ("continue that run with resume=true, " if "resume" in cfg else "")
+        + "start it again with overwrite=true (deletes its contents), or choose another output_dir=..."
     )
 
 

@@ -100,6 +100,7 @@ class GmmFitConfig:
 class TrainGmmConfig:
     task: str = "train-gmm"
     output_dir: str = "outputs/runs/gmm"
+    overwrite: bool = False  # replace the prior in a used output_dir (else a non-empty one is refused)
     seed: int = 0
     data: AmassDataConfig = field(default_factory=AmassDataConfig)
     demo: DemoDataConfig = field(default_factory=DemoDataConfig)

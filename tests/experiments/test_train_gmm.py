@@ -122,3 +122,22 @@ def test_bad_smplify_path_and_reduction_are_reported(tmp_path: Path) -> None:
         run_train_gmm(cfg)
     with pytest.raises(ValueError, match=r"gmm\.reduce.*truncate.*marginalise"):  # ConfigError, when read
         gmm_config(tmp_path, tmp_path, tmp_path, "gmm.reduce=truncate")
+
+
+def test_a_used_run_folder_is_refused_unless_overwrite(tmp_path: Path):
+    """The GMM fit is one shot (nothing to resume): a second run into its folder is refused, naming
+    overwrite=true, and leaves the first prior in place; overwrite=true replaces it."""
+    from experiments.config import ConfigError
+
+    means, covs, weights = random_mixture(4, 69, seed=1)
+    pkl = tmp_path / "gmm_08.pkl"
+    write_gmm08(pkl, means, covs, weights, style="py2")
+    missing = tmp_path / "none"
+    run = run_train_gmm(gmm_config(tmp_path, missing, missing, f"gmm.smplify_pkl={pkl}"))
+    before = (run / "prior.pt").read_bytes()
+    with pytest.raises(ConfigError, match=r"overwrite=true") as err:
+        run_train_gmm(gmm_config(tmp_path, missing, missing, f"gmm.smplify_pkl={pkl}", "gmm.reduce=zero_pad"))
+    assert "resume" not in str(err.value)
+    assert (run / "prior.pt").read_bytes() == before
+    run_train_gmm(gmm_config(tmp_path, missing, missing, f"gmm.smplify_pkl={pkl}", "gmm.reduce=zero_pad", "overwrite=true"))
+    assert load_prior(run / "prior.pt").provenance["config"]["gmm"]["reduce"] == "zero_pad"
