@@ -7,9 +7,12 @@ the generator step). The `fresh` variant (10 discriminator steps with fresh real
 the generator step) is timed beside it against `authors_train_step`. Batch 1024, Adam lr 2e-4 betas (0.5,
 0.999), random rotations as real poses (data loading excluded). Whole-pose MLP width: the authors' public
 ganS config (64) unless --disc-hidden says otherwise. The implementations alternate in short blocks so
-that load from other processes hits all alike.
+that load from other processes hits all alike. On a loaded machine, `--threads 1 --clock cpu` times each
+block in this process's CPU time instead of wall time, so waiting for a core is not counted (with more
+than one thread, CPU time would add the threads' time and their spinning: use wall time there).
 
     .venv/bin/python bench/train_throughput.py [--iters 20] [--threads 2] [--batch 1024] [--disc-hidden 64]
+                                               [--clock wall|cpu]
 """
 
 from __future__ import annotations
@@ -59,7 +62,12 @@ def main() -> None:
     ap.add_argument("--d-steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--disc-hidden", type=int, default=64, help="whole-pose MLP width (authors' config: 64)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall: elapsed time; cpu: this process's CPU time (for --threads 1 on a loaded machine)")
     args = ap.parse_args()
+    if args.clock == "cpu" and args.threads != 1:
+        ap.error(f"--clock cpu needs --threads 1 (CPU time adds up all threads), got --threads {args.threads}")
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     k, B = args.d_steps, args.batch
@@ -88,14 +96,15 @@ def main() -> None:
     while min(done.values()) < args.iters:
         for name, fn in runs.items():
             n = min(args.block, args.iters - done[name])
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(n):
                 fn()
-            elapsed[name] += time.perf_counter() - t0
+            elapsed[name] += clock() - t0
             done[name] += n
     rate = {name: done[name] / elapsed[name] for name in runs}
     g_macs = sum(m.weight.numel() for m in G.modules() if isinstance(m, torch.nn.Linear))
-    print(f"batch {B}, {k} D steps, whole-pose width {args.disc_hidden}, {args.threads} threads")
+    print(f"batch {B}, {k} D steps, whole-pose width {args.disc_hidden}, {args.threads} threads, "
+          f"{args.clock} clock")
     for procedure in ("authors", "fresh"):
         gflop = iteration_gflop(procedure, B, k, discriminator_macs(D), g_macs)
         for side in ("ours", "theirs"):

@@ -6,8 +6,11 @@
 - `PoseDiscriminator`: HMR's discriminator with LeakyReLU(0.2): shared per-joint features over each
   joint's 9 rotation-matrix entries (9 -> 32 -> 32, the 1x1 convolutions written as Linear layers on
   (B, J, 9)), one linear head per joint and a whole-pose MLP (J*32 -> 64 -> 64 -> 1 in the authors'
-  public ganS config; their code's default width, and HMR's, is 1024). The heads and the MLP's first
-  layer run as ONE matrix product (`first_layer`). The MLP's first weight is stored feature-major
+  public ganS config; their code's default width, and HMR's, is 1024). On a tensor the heads and the
+  MLP's first layer run as ONE matrix product (`first_layer`); training passes `prepare`'s result
+  instead, which runs the per-joint layers, heads and first layer as one autograd Function with a
+  hand-written backward (`fused.trunk`, `step_loss`), prepared once for the authors' 10 discriminator
+  steps on the same poses. The MLP's first weight is stored feature-major
   (f * J + j), the order of the authors' `comm_features.view(N, -1)` on (N, 32, J), so their weights
   map one to one (`discriminator_state_from_authors`).
 The least-squares losses are in `losses.py`.
@@ -23,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pose_prior.priors.gan.dropout import FastDropout
+from pose_prior.priors.gan.fused import PreparedPoses, discriminator_step_loss, trunk
 from pose_prior.priors.gan.settings import GanSettings
 from pose_prior.rotations import matrices_to_body_pose, sixd_to_matrix
 
@@ -140,13 +144,40 @@ class PoseDiscriminator(nn.Module):
         mlp0 = fc.weight.reshape(-1, C, J).transpose(1, 2).reshape(-1, J * C)  # (H, J*C) joint-major
         return torch.cat([heads, mlp0], 0), torch.cat([self.head_bias, fc.bias], 0)
 
-    def forward(self, rotmats: torch.Tensor) -> torch.Tensor:
-        B, J = rotmats.shape[0], self.num_joints
-        feat = self.joint_features_of(rotmats).reshape(B, J * self.joint_features)  # (B, J*C) joint-major
-        weight, bias = self.first_layer()
-        per_joint, hidden = F.linear(feat, weight, bias).split([J, weight.shape[0] - J], dim=1)  # (B, J), (B, H)
-        whole = self.pose_mlp[2:](self.pose_mlp[1](hidden))  # (B, 1)
-        return torch.cat([per_joint, whole], dim=1)  # (B, J + 1)
+    def prepare(self, rotmats: torch.Tensor, reuse: PreparedPoses | None = None) -> PreparedPoses:
+        """(N, J, 3, 3) -> an input that several forwards can reuse (built once); `reuse`: an earlier
+        prepared input whose buffers it may take over (see `PreparedPoses`)."""
+        return PreparedPoses(rotmats, self.num_joints, self.joint_features, reuse=reuse)
+
+    def _trunk_params(self) -> tuple[torch.Tensor, ...]:
+        fc0 = self.pose_mlp[0]
+        return (self.joint_fc1.weight, self.joint_fc1.bias, self.joint_fc2.weight, self.joint_fc2.bias,
+                self.head_weight, self.head_bias, fc0.weight, fc0.bias)
+
+    def forward(self, rotmats: torch.Tensor | PreparedPoses) -> torch.Tensor:
+        """(N, J, 3, 3) rotation matrices, or `prepare`'s result -> logits (N, J + 1).
+
+        A prepared input (training) runs the hand-written trunk (`fused.trunk`); a tensor runs the plain
+        formulation (autograd), whose outputs stay bitwise those of earlier versions (stored checkpoints'
+        outputs are compared exactly). The two agree to float rounding (test_fused_discriminator.py)."""
+        if isinstance(rotmats, PreparedPoses):
+            per_joint, hidden = trunk(rotmats, self.slope, *self._trunk_params())  # (N, J), (N, H)
+        else:
+            B, J = rotmats.shape[0], self.num_joints
+            feat = self.joint_features_of(rotmats).reshape(B, J * self.joint_features)  # (B, J*C) joint-major
+            weight, bias = self.first_layer()
+            per_joint, hidden = F.linear(feat, weight, bias).split([J, weight.shape[0] - J], dim=1)  # (B, J), (B, H)
+        whole = self.pose_mlp[2:](self.pose_mlp[1](hidden))  # (N, 1)
+        return torch.cat([per_joint, whole], dim=1)  # (N, J + 1)
+
+    def step_loss(self, prep: PreparedPoses, num_real: int, joint_weight: float, pose_weight: float
+                  ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """`losses.discriminator_loss` of this network on `prep` (first num_real poses real, the rest fake),
+        with every gradient written out (`fused.discriminator_step_loss`) -> (loss, detached logits
+        (N, J + 1), unweighted parts)."""
+        tail = [t for m in self.pose_mlp[2:] if isinstance(m, nn.Linear) for t in (m.weight, m.bias)]
+        return discriminator_step_loss(prep, num_real, self.slope, joint_weight, pose_weight,
+                                       self._trunk_params(), tail)
 
 
 def discriminator_param_count(
