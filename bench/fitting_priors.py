@@ -4,8 +4,9 @@ Fits the first `--frames` frames of an H3.6M Protocol-2 file (default: the embed
 file, made by `make demo-h36m`) with no prior and with each given prior, through the same code as
 `make eval-h36m` (KeypointFittingModule's per-batch fit, without a Trainer), in rounds that alternate the
 priors so that load from other processes hits all alike; prints seconds per 100 frames (the best round),
-mean P-MPJPE, mean L-BFGS iterations and the GAN-S / VPoser time ratio (target <= 1.0 at equal or lower
-P-MPJPE). Prior files default to those `make compare` trains (outputs/compare/priors/<name>/prior.pt).
+mean P-MPJPE, mean L-BFGS iterations (camera + body stage of the winning row), objective evaluations per
+frame (every row of the frame: both orientations, both stages; a load-independent cost) and the GAN-S /
+VPoser time ratio (target <= 1.0 at equal or lower P-MPJPE). Prior files default to those `make compare` trains (outputs/compare/priors/<name>/prior.pt).
 
     .venv/bin/python bench/fitting_priors.py [--frames 100] [--rounds 2] [--set body_iters=300 ftol=1e-6]
         [--prior gan_s=outputs/runs/gan_s/prior.pt --prior vposer=...]
@@ -33,10 +34,17 @@ DEFAULT_PRIORS = {name: f"outputs/compare/priors/{name}/prior.pt" for name in ("
 
 
 def parse_settings(items: list[str]) -> dict:
+    """["key=value", ...] -> FitSettings overrides, each value cast to the field's type."""
     out = {}
     for item in items:
         key, value = item.split("=", 1)
-        out[key] = type(getattr(FitSettings(), key))(float(value) if "." in value or "e" in value else int(value))
+        kind = type(getattr(FitSettings(), key))
+        if kind is bool:
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise SystemExit(f"--set {item}: expected true or false")
+            out[key] = value.lower() in ("true", "1")
+        else:
+            out[key] = kind(float(value) if "." in value or "e" in value else int(value))
     return out
 
 
@@ -77,16 +85,19 @@ def main() -> None:
             result[name] = module._fit(batch, 0)
             best[name] = min(best[name], time.perf_counter() - t0)
     print(f"{n} frames of {args.h36m}, body model {args.body_model}, {args.threads} threads, settings {settings}")
-    print(f"{'prior':10s} {'s/100 frames':>13s} {'P-MPJPE mm':>11s} {'MPJPE mm':>9s} {'iterations':>10s}")
+    print(f"{'prior':10s} {'s/100 frames':>13s} {'P-MPJPE mm':>11s} {'MPJPE mm':>9s} {'iterations':>10s} "
+          f"{'evals/frame':>11s}")
     for name in modules:
         r = result[name]
         print(f"{name:10s} {best[name] * 100 / n:13.2f} {float(r['p_mpjpe'].mean()):11.2f} "
-              f"{float(r['mpjpe'].mean()):9.2f} {float(r['iterations'].float().mean()):10.1f}")
+              f"{float(r['mpjpe'].mean()):9.2f} {float(r['iterations'].float().mean()):10.1f} "
+              f"{float(r['evaluations'].float().mean()):11.1f}")
     if "gan_s" in best and "vposer" in best:
         ratio = best["gan_s"] / best["vposer"]
         d = float(result["gan_s"]["p_mpjpe"].mean() - result["vposer"]["p_mpjpe"].mean())
-        print(f"RESULT GAN-S / VPoser fitting time {ratio:.2f} (target <= 1.0), P-MPJPE difference {d:+.2f} mm "
-              "(target <= 0)")
+        evals = float(result["gan_s"]["evaluations"].float().mean() / result["vposer"]["evaluations"].float().mean())
+        print(f"RESULT GAN-S / VPoser fitting time {ratio:.2f} (target <= 1.0; objective evaluations {evals:.2f}), "
+              f"P-MPJPE difference {d:+.2f} mm (target <= 0)")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ orientation: HuProSO3's root-relative frame); their joints 0-21 are the observat
 from the observed joints (`pose_prior.fitting.joints3d_fit`). Reported per prior x task: MPJPE (mm, joints
 0-21, observed and occluded alike), MPJPE of the observed and of the occluded joints, MGEO (rad, 21 body
 joints) and MGEO over HuProSO3's 19 joints. Writes output_dir/ik.json and ik.csv.
+Also per prior x task: the fit's wall time per 100 poses (the `fit_joints3d` calls only; same poses and
+settings for every prior).
 Published (HuProSO3, SMPL, AMASS test), GAN-S: 12.1 mm / 0.224 rad full; 16.8 / 29.6 / 18.8 mm with the
 three occlusions; 46.5 mm from the 5 leaf joints.
 """
@@ -13,6 +15,7 @@ three occlusions; 46.5 mm from the 5 leaf joints.
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +39,7 @@ from pose_prior.priors import NoPrior, load_prior
 from pose_prior.rows import sample_rows
 
 CSV_COLUMNS = ["name", "task", "num_poses", "mpjpe_mm", "mpjpe_observed_mm", "mpjpe_occluded_mm", "mgeo",
-               "mgeo19", "prior"]
+               "mgeo19", "fit_seconds_per_100", "mean_iterations", "prior"]
 METRICS = ("mpjpe_mm", "mpjpe_observed_mm", "mpjpe_occluded_mm", "mgeo", "mgeo19")
 
 
@@ -68,13 +71,20 @@ def run_eval_ik(cfg: DictConfig) -> Path:
         for task in ik.tasks:
             observed = task_mask(task)
             per_sample: dict[str, list[torch.Tensor]] = {k: [] for k in METRICS}
+            fit_seconds, iterations = 0.0, []
             for start in range(0, poses.shape[0], ik.batch_size):
                 sl = slice(start, start + ik.batch_size)
+                t0 = time.perf_counter()
                 res = fit_joints3d(prior, body_model, gt_joints[sl], observed, settings)
+                fit_seconds += time.perf_counter() - t0  # the fit alone, not the metrics
+                iterations.append(res.iterations.cpu())
                 for k, v in ik_metrics(res, gt_joints[sl], poses[sl], observed).items():
                     per_sample[k].append(v.detach().cpu())
             means = {k: _mean(torch.cat(v)) for k, v in per_sample.items()}
-            print(f"{name} {task}: MPJPE {means['mpjpe_mm']:.1f} mm, MGEO {means['mgeo']:.3f} rad")
+            means["fit_seconds_per_100"] = 100.0 * fit_seconds / poses.shape[0]
+            means["mean_iterations"] = float(torch.cat(iterations).double().mean())
+            print(f"{name} {task}: MPJPE {means['mpjpe_mm']:.1f} mm, MGEO {means['mgeo']:.3f} rad, "
+                  f"fit {means['fit_seconds_per_100']:.2f} s / 100 poses")
             observed_joints = observed.nonzero().flatten().tolist()
             records.append({"name": name, "task": task, "observed_joints": observed_joints,
                             "num_poses": int(poses.shape[0]), **means,
@@ -89,7 +99,8 @@ def run_eval_ik(cfg: DictConfig) -> Path:
     write_csv(run_dir / "ik.csv", rows, CSV_COLUMNS)
     fmt = lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"  # noqa: E731
     print_table("3D-joint IK (HuProSO3 tasks)", ["prior", "task", "MPJPE mm", "observed", "occluded", "MGEO rad",
-                                                  "MGEO19"],
-                [[r["name"], r["task"], *(fmt(r[k]) for k in METRICS)] for r in rows])
+                                                  "MGEO19", "fit s/100", "iterations"],
+                [[r["name"], r["task"], *(fmt(r[k]) for k in METRICS), f"{r['fit_seconds_per_100']:.2f}",
+                  f"{r['mean_iterations']:.1f}"] for r in rows])
     print(f"ik.json and ik.csv in {run_dir}")
     return run_dir

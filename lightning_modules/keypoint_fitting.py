@@ -4,11 +4,14 @@ Run with `Trainer(inference_mode=False)` and `trainer.test(module, dataloaders=.
 shard (Lightning's distributed sampler) and keeps its per-frame results in memory (body_pose, latent,
 global_orient, transl, losses, iterations, MPJPE and P-MPJPE, the frame's dataset index). At the end of
 the test loop the shards are all-gathered and `merge_fits` orders them by frame (dropping the frames the
-distributed sampler pads with): `module.fits` then holds the merged arrays on every rank.
+distributed sampler pads with): `module.fits` then holds the merged arrays on every rank, and
+`module.fit_seconds` the wall time of the fitting itself (the `fit_keypoints` calls, without data loading,
+metrics or Trainer overhead; with several ranks, the slowest rank's, since they fit in parallel).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, Optional
 
 import numpy as np
@@ -18,7 +21,13 @@ from torch import nn
 
 from pose_prior.body_model.keypoints import keypoint_map_for_body_model
 from pose_prior.evaluation.metrics3d import h36m_p2_errors
-from pose_prior.fitting.keypoint_fit import FitSettings, KeypointBody, fit_keypoints, to_crop_pixels
+from pose_prior.fitting.keypoint_fit import (
+    FitSettings,
+    KeypointBody,
+    fit_keypoints,
+    fitted_betas,
+    to_crop_pixels,
+)
 
 
 class KeypointFittingModule(pl.LightningModule):
@@ -43,22 +52,31 @@ class KeypointFittingModule(pl.LightningModule):
         self.keypoint_body = KeypointBody(body_model, keypoint_map_for_body_model(body_model, layout))
         self._shard: list[dict[str, torch.Tensor]] = []  # this rank's batches during a test loop
         self.fits: dict[str, np.ndarray] | None = None  # merged per-frame results after a test loop
+        self._fit_seconds = 0.0  # this rank's time inside fit_keypoints during a test loop
+        self.fit_seconds: float | None = None  # after a test loop: the fit's wall time (slowest rank)
 
     def _fit(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         with torch.inference_mode(False), torch.enable_grad():
             kp = to_crop_pixels(batch["keypoints"], batch["center"], batch["scale"], self.crop_res)
             principal = torch.full_like(batch["center"], self.crop_res / 2.0)
-            res = fit_keypoints(self.prior, self.body_model, kp.to(self.body_model.dtype), self.layout,
+            kp = kp.to(self.body_model.dtype)
+            if kp.is_cuda:
+                torch.cuda.synchronize(kp.device)
+            start = time.perf_counter()
+            res = fit_keypoints(self.prior, self.body_model, kp, self.layout,
                                 principal, self.settings, keypoint_body=self.keypoint_body)
+            if kp.is_cuda:
+                torch.cuda.synchronize(kp.device)
+            self._fit_seconds += time.perf_counter() - start
         with torch.no_grad():
             # camera-frame orientation, as SPIN evaluates (MPJPE depends on it; P-MPJPE does not)
-            verts = self.body_model(res.body_pose, global_orient=res.global_orient).vertices
+            verts = self.body_model(res.body_pose, betas=fitted_betas(res), global_orient=res.global_orient).vertices
             verts = verts.reshape(res.body_pose.shape[0], -1, 3)
             mpjpe, pmpjpe = h36m_p2_errors(verts, batch["S"].to(torch.float64), self.j_regressor)
         out = {
             "index": torch.as_tensor(batch["index"]).reshape(-1).long(),
-            "body_pose": res.body_pose, "global_orient": res.global_orient, "transl": res.transl,
-            "iterations": res.iterations, "flipped": res.flipped, "start": res.start,
+            "body_pose": res.body_pose, "betas": res.betas, "global_orient": res.global_orient, "transl": res.transl,
+            "iterations": res.iterations, "evaluations": res.evaluations, "flipped": res.flipped, "start": res.start,
             "mpjpe": mpjpe, "p_mpjpe": pmpjpe,
         }
         if res.latent is not None:
@@ -70,6 +88,7 @@ class KeypointFittingModule(pl.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self._shard, self.fits = [], None
+        self._fit_seconds, self.fit_seconds = 0.0, None
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._shard.append({k: v.detach() for k, v in self._fit(batch, batch_idx).items()})
@@ -78,6 +97,8 @@ class KeypointFittingModule(pl.LightningModule):
         """All-gather the shards (the distributed sampler gives every rank as many frames) and merge them."""
         local = {k: torch.cat([b[k] for b in self._shard]) for k in self._shard[0]} if self._shard else {}
         self._shard = []
+        seconds = self.all_gather(torch.tensor(self._fit_seconds, dtype=torch.float64, device=self.device))
+        self.fit_seconds = float(seconds.max())
         parts = []
         for key, value in local.items():
             # bool is not a collective dtype on every backend
@@ -92,10 +113,11 @@ class KeypointFittingModule(pl.LightningModule):
 
     def results_state(self) -> dict[str, Any]:
         """The merged fits, for the process that started ddp_spawn workers."""
-        return {"fits": self.fits}
+        return {"fits": self.fits, "fit_seconds": self.fit_seconds}
 
     def load_results_state(self, state: dict[str, Any]) -> None:
         self.fits = state["fits"]
+        self.fit_seconds = state.get("fit_seconds")
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
         return self._fit(batch, batch_idx)

@@ -78,6 +78,12 @@ class Joints3DFitSettings:
     seed: int = 0
     gmm_weight: float = 4.78  # GMM prior: gmm_weight^2 x max-mixture penalty (as the 2D fit)
     latent_l2_weight: float = 0.0  # latent priors: optional latent_l2_weight^2 ||z||^2 (0: none)
+    # window stopping rule (per sample): stop when the objective (mm^2) fell by no more than
+    # stop_atol + stop_rtol * objective over the last stop_window iterations (0 = off: iters, ftol, gtol)
+    stop_window: int = 0
+    stop_rtol: float = 1e-4
+    stop_atol: float = 0.01
+    reevaluate_projected: bool = False  # as FitSettings.reevaluate_projected
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> Joints3DFitSettings:
@@ -149,17 +155,19 @@ def fit_joints3d(prior: Optional[Prior], body_model: nn.Module, joints: torch.Te
         orient, transl = (x[:, D:D + 3], x[:, D + 3:]) if s.fit_root else (None, None)
         return body_model(param.matrices(x[:, :D]), global_orient=orient, transl=transl).joints[:, :J]
 
-    def objective(x: torch.Tensor) -> torch.Tensor:
-        err = ((posed(x) - target_r[: x.shape[0]]) * MM_PER_M).square().sum(-1)  # (N, J) mm^2
-        loss = (err * weight_r[: x.shape[0]]).sum(-1)
+    def objective(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        err = ((posed(x) - target_r[rows]) * MM_PER_M).square().sum(-1)  # (N, J) mm^2
+        loss = (err * weight_r[rows]).sum(-1)
         pen = param.penalty(x[:, :D], pen_settings)
         return loss if pen is None else loss + pen
 
     res = batched_lbfgs(objective, x0, project=project if param.prior.constrained else None, max_iter=s.iters,
-                        history_size=s.history_size, ftol=s.ftol, gtol=s.gtol)
+                        history_size=s.history_size, ftol=s.ftol, gtol=s.gtol, subset_rows=True,
+                        reevaluate_projected=s.reevaluate_projected, window=s.stop_window,
+                        window_rtol=s.stop_rtol, window_atol=s.stop_atol)
     x = project(res.x.detach())
     with torch.no_grad():
-        loss = objective(x)
+        loss = objective(x, torch.arange(x.shape[0], device=device))
         best = loss.reshape(R, B).argmin(0)  # (B,)
         rows = best * B + torch.arange(B, device=device)
         xb = x[rows]

@@ -15,6 +15,17 @@ Per sample, batched (every sample is an independent problem: `batched_lbfgs` kee
    For S and U the latent is projected onto its support after every step (`project` of batched_lbfgs).
 4. Per sample, the lowest body-stage loss over {orientation, flipped orientation} x {latent starts} wins.
 
+Stopping (both stages, per sample): the iteration caps, and a window rule that stops a sample when its loss
+fell by no more than stop_atol + stop_rtol * loss over the last stop_window iterations (the default 1e-3 over
+10 iterations; `stop_window=0` restores fixed counts). Only the rows still running are evaluated, so
+converged samples cost nothing; the gradient at a projected latent comes from the chain rule, not a second
+evaluation (`reevaluate_projected=True`: the earlier behaviour).
+
+Shape priors (`prior.yields == "body_pose+betas"`: GAN-theta-beta, a pose prior + GAN-beta pair): the fit
+optimises the prior's whole latent (the joint latent, or the pair's concatenation), projected onto its
+sphere(s) after every step, and poses the keypoint body with `decode_betas(z)` as well as the pose; the
+result's `betas` are the prior's (zeros for pose-only priors, which fit the neutral shape).
+
 Initial latents: N and U: zeros (the mode / box centre); S: the most neutral of `candidates` seeded
 samples (smallest decoded pose norm), a fixed deterministic unit vector; restarts > 1 add the next most
 neutral candidates. GMM: SMPLify's mixture mean pose. None: the zero pose.
@@ -59,10 +70,18 @@ class FitSettings:
 
     focal: float = 5000.0  # px
     camera_iters: int = 30  # L-BFGS iterations of the camera stage
-    body_iters: int = 100  # L-BFGS iterations of the body stage
+    body_iters: int = 100  # at most this many L-BFGS iterations in the body stage
     history_size: int = 10
     ftol: float = 1e-9
     gtol: float = 1e-7
+    # Stopping rule (both stages, per sample): stop when the loss fell by no more than
+    # stop_atol + stop_rtol * loss over the last stop_window iterations (0 = off: the iteration caps,
+    # ftol and gtol only, which in float32 rarely trigger before the cap). Units: the body-stage loss
+    # is a sum over keypoints of confidence^2 x Geman-McClure(pixel residual) (~ px^2 for small
+    # residuals), so stop_atol = 0.1 is a tenth of a squared pixel over the whole body.
+    stop_window: int = 10
+    stop_rtol: float = 1e-3
+    stop_atol: float = 0.1
     sigma: float = GMOF_SIGMA  # Geman-McClure scale (px)
     depth_weight: float = 100.0  # camera stage: depth_weight^2 (tz - tz_init)^2
     gmm_weight: float = 4.78  # GMM prior: gmm_weight^2 * max-mixture penalty (SPIN's final weight)
@@ -72,6 +91,14 @@ class FitSettings:
     restarts: int = 1  # latent starts per sample (best kept per sample)
     candidates: int = 256  # seeded latent candidates the S starts are picked from
     seed: int = 0
+    # the gradient at a projected latent from the chain rule (False) or a fresh evaluation there (True,
+    # earlier versions: one more objective evaluation per iteration; same optimum, other rounding)
+    reevaluate_projected: bool = False
+
+    def stopping(self) -> dict[str, Any]:
+        """The window stopping rule as `batched_lbfgs` keywords."""
+        return {"window": int(self.stop_window), "window_rtol": float(self.stop_rtol),
+                "window_atol": float(self.stop_atol)}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> FitSettings:
@@ -98,6 +125,8 @@ class FitResult:
     iterations: Optional[torch.Tensor] = None  # (B,) L-BFGS iterations (camera + body stage)
     flipped: Optional[torch.Tensor] = None  # (B,) bool: the flipped orientation won
     start: Optional[torch.Tensor] = None  # (B,) long: index of the winning latent start
+    betas: Optional[torch.Tensor] = None  # (B, num_betas): the prior's for shape priors, zeros otherwise
+    evaluations: Optional[torch.Tensor] = None  # (B,) objective evaluations spent on the sample (all its rows, both stages)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -204,14 +233,22 @@ def vars_to_camera(uvw: torch.Tensor, focal: float) -> torch.Tensor:
 
 class _PriorInFit:
     """The prior as the fit sees it: its latent, decoded and penalised in the prior's dtype, the rest
-    of the fit in the body model's (e.g. a float32 prior inside a float64 fit)."""
+    of the fit in the body model's (e.g. a float32 prior inside a float64 fit). A prior that yields
+    "body_pose+betas" (GAN-theta-beta, a pose + GAN-beta pair) also gives the body's betas."""
 
     def __init__(self, prior: Prior, dtype: torch.dtype, device: torch.device) -> None:
         self.prior, self.dtype, self.device, self.dim = prior, dtype, device, int(prior.latent_dim)
+        self.shaped = getattr(prior, "yields", "body_pose") == "body_pose+betas"
 
     def matrices(self, z: torch.Tensor) -> torch.Tensor:
         """(R, dim) -> (R, 21, 3, 3)."""
         return self.prior.decode_matrices(z.to(self.prior.dtype)).to(self.dtype)
+
+    def betas(self, z: torch.Tensor) -> Optional[torch.Tensor]:
+        """(R, dim) -> (R, k) betas of a shape prior; None (neutral shape) for a pose prior."""
+        if not self.shaped:
+            return None
+        return self.prior.decode_betas(z.to(self.prior.dtype)).to(self.dtype)
 
     def body_pose(self, z: torch.Tensor) -> torch.Tensor:
         return self.prior.decode(z.to(self.prior.dtype)).to(self.dtype)
@@ -296,38 +333,45 @@ def fit_keypoints(
     n_orient = 2 if s.flip else 1
     with torch.no_grad():
         rot0 = param.matrices(starts[0])  # (B, 21, 3, 3)
+        betas0 = param.betas(starts[0])  # (B, k) or None
 
     # --- camera stage: rows (orientation o, sample b) = o * B + b ---
     orient0 = _rot_x_pi(B, dtype, device) if init_global_orient is None else init_global_orient.to(kp).reshape(B, 3)
     orients = torch.cat([orient0, flip_orientation(orient0)]) if n_orient == 2 else orient0  # (n_orient*B, 3)
     kp_o, torso_o, ctr_o = kp.repeat(n_orient, 1, 1), torso.repeat(n_orient, 1), ctr.repeat(n_orient, 1)
     rot0_o = rot0.repeat(n_orient, 1, 1, 1)
+    betas0_o = None if betas0 is None else betas0.repeat(n_orient, 1)
     with torch.no_grad():
         if init_transl is None:
-            body0 = keypoint_body(axis_angle_to_matrix(orients), rot0_o, torch.zeros(n_orient * B, 3, dtype=dtype, device=device))
+            body0 = keypoint_body(axis_angle_to_matrix(orients), rot0_o,
+                                  torch.zeros(n_orient * B, 3, dtype=dtype, device=device), betas0_o)
             transl0 = init_translation(body0, kp_o, torso_o, s.focal, ctr_o)  # (n_orient*B, 3)
         else:
             transl0 = init_transl.to(kp).reshape(B, 3).repeat(n_orient, 1)
     tz_init = transl0[:, 2].clone()
 
-    def camera_loss(x: torch.Tensor) -> torch.Tensor:
+    start_o = starts[0].repeat(n_orient, 1)
+
+    def camera_loss(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         if monitor is not None:
-            monitor("camera", starts[0].repeat(n_orient, 1))
+            monitor("camera", start_o[rows])
         t = vars_to_camera(x[:, 3:], s.focal)
-        pts = keypoint_body(axis_angle_to_matrix(x[:, :3]), rot0_o, t)
-        proj = perspective_project(pts, torch.zeros_like(t), s.focal, ctr_o)
-        err = ((proj - kp_o[..., :2]) ** 2).sum(-1)  # (n_orient*B, K)
-        return (err * torso_o).sum(-1) + s.depth_weight**2 * (t[:, 2] - tz_init) ** 2
+        pts = keypoint_body(axis_angle_to_matrix(x[:, :3]), rot0_o[rows], t,
+                            None if betas0_o is None else betas0_o[rows])
+        proj = perspective_project(pts, torch.zeros_like(t), s.focal, ctr_o[rows])
+        err = ((proj - kp_o[rows, :, :2]) ** 2).sum(-1)  # (rows, K)
+        return (err * torso_o[rows]).sum(-1) + s.depth_weight**2 * (t[:, 2] - tz_init[rows]) ** 2
 
     x_cam = torch.cat([orients, camera_to_vars(transl0, s.focal)], -1)
     if s.camera_iters > 0:
         cam = batched_lbfgs(camera_loss, x_cam, max_iter=s.camera_iters, history_size=s.history_size,
-                            ftol=s.ftol, gtol=s.gtol)
-        x_cam, cam_iters, cam_loss = cam.x.detach(), cam.iterations, cam.f
+                            ftol=s.ftol, gtol=s.gtol, subset_rows=True, **s.stopping())
+        x_cam, cam_iters, cam_loss, cam_evals = cam.x.detach(), cam.iterations, cam.f, cam.evaluations
     else:
         cam_iters = torch.zeros(n_orient * B, dtype=torch.long, device=device)
+        cam_evals = torch.zeros_like(cam_iters)
         with torch.no_grad():
-            cam_loss = camera_loss(x_cam)
+            cam_loss = camera_loss(x_cam, torch.arange(n_orient * B, device=device))
 
     # --- body stage: rows (start r, orientation o, sample b) = (r * n_orient + o) * B + b ---
     N = R * n_orient * B
@@ -338,27 +382,29 @@ def fit_keypoints(
     def project(x: torch.Tensor) -> torch.Tensor:
         return torch.cat([param.project(x[:, :D]), x[:, D:]], -1)
 
-    def body_terms(x: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def body_terms(x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         z = x[:, :D]
         t = vars_to_camera(x[:, D + 3:], s.focal)
-        pts = keypoint_body(axis_angle_to_matrix(x[:, D:D + 3]), param.matrices(z), t)
-        proj = perspective_project(pts, torch.zeros_like(t), s.focal, ctr_n[: x.shape[0]])
-        return reprojection_loss(proj, kp_n[: x.shape[0]], conf_n[: x.shape[0]], s.sigma), param.penalty(z, s)
+        pts = keypoint_body(axis_angle_to_matrix(x[:, D:D + 3]), param.matrices(z), t, param.betas(z))
+        proj = perspective_project(pts, torch.zeros_like(t), s.focal, ctr_n[rows])
+        return reprojection_loss(proj, kp_n[rows], conf_n[rows], s.sigma), param.penalty(z, s)
 
-    def body_loss(x: torch.Tensor) -> torch.Tensor:
+    def body_loss(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         if monitor is not None:
             monitor("body", x[:, :D].detach())
-        data, pen = body_terms(x)
+        data, pen = body_terms(x, rows)
         return data if pen is None else data + pen
 
     if s.body_iters > 0:
         res = batched_lbfgs(body_loss, x_body, project=project if param.prior.constrained else None,
-                            max_iter=s.body_iters, history_size=s.history_size, ftol=s.ftol, gtol=s.gtol)
-        x_fin, body_iters = project(res.x.detach()), res.iterations
+                            max_iter=s.body_iters, history_size=s.history_size, ftol=s.ftol, gtol=s.gtol,
+                            subset_rows=True, reevaluate_projected=s.reevaluate_projected, **s.stopping())
+        x_fin, body_iters, body_evals = project(res.x.detach()), res.iterations, res.evaluations
     else:
         x_fin, body_iters = project(x_body), torch.zeros(N, dtype=torch.long, device=device)
+        body_evals = torch.zeros_like(body_iters)
     with torch.no_grad():
-        data, pen = body_terms(x_fin)
+        data, pen = body_terms(x_fin, torch.arange(N, device=device))
         total = data if pen is None else data + pen
 
     # --- per sample, the best row ---
@@ -368,6 +414,9 @@ def fit_keypoints(
     z = x_best[:, :D]
     with torch.no_grad():
         body_pose = param.body_pose(z)
+        betas = param.betas(z)
+    if betas is None:
+        betas = torch.zeros(B, keypoint_body.num_betas, dtype=dtype, device=device)
     losses = {"total": total[rows], "reprojection": data[rows],
               "camera": cam_loss.repeat(R)[rows]}
     if pen is not None:
@@ -381,16 +430,29 @@ def fit_keypoints(
         iterations=(cam_iters.repeat(R) + body_iters)[rows],
         flipped=(best % n_orient == 1) if n_orient == 2 else torch.zeros(B, dtype=torch.bool, device=device),
         start=best // n_orient,
+        betas=betas.detach(),
+        evaluations=cam_evals.reshape(n_orient, B).sum(0) + body_evals.reshape(R * n_orient, B).sum(0),
     )
 
 
 def fitted_vertices(body_model: nn.Module, result: FitResult, chunk: int = 256, orient: bool = True) -> torch.Tensor:
-    """Vertices (B, V, 3) of the fitted bodies with their global orientation (camera axes, no translation)."""
+    """Vertices (B, V, 3) of the fitted bodies with their global orientation and betas (camera axes, no
+    translation)."""
     out = []
+    betas = fitted_betas(result)
+    parts = [None] * len(result.body_pose.split(chunk)) if betas is None else betas.split(chunk)
     with torch.no_grad():
-        for pose, go in zip(result.body_pose.split(chunk), result.global_orient.split(chunk)):
-            out.append(body_model(pose, global_orient=go if orient else None).vertices.reshape(pose.shape[0], -1, 3))
+        for pose, go, b in zip(result.body_pose.split(chunk), result.global_orient.split(chunk), parts):
+            v = body_model(pose, betas=b, global_orient=go if orient else None).vertices
+            out.append(v.reshape(pose.shape[0], -1, 3))
     return torch.cat(out) if out else result.body_pose.new_zeros(0, body_model.num_vertices, 3)
+
+
+def fitted_betas(result: FitResult) -> Optional[torch.Tensor]:
+    """The fit's betas, or None when they are all zero (neutral shape: the body model's fast path)."""
+    if result.betas is None or not bool(result.betas.any()):
+        return None
+    return result.betas
 
 
 def to_crop_pixels(keypoints: torch.Tensor, center: torch.Tensor, scale: torch.Tensor, res: int = 224) -> torch.Tensor:

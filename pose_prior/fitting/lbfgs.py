@@ -13,7 +13,16 @@ With `project`, the optimiser minimises the composite `f(project(y))` (so the li
 objective on the constraint set: on the sphere this is the Riemannian gradient), and after each
 accepted step stores `x = project(y)`. History pairs are built between projected iterates; a pair
 without positive curvature is skipped, and a sample's history is reset when the projection moved
-the point by more than `projection_reset_ratio` times the step length.
+the point by more than `projection_reset_ratio` times the step length. The gradient at the projected
+point is the projection's vector-Jacobian product with the objective's gradient at `project(y)` (already
+known from the line search, since `project` is idempotent), so projecting costs no extra evaluation
+(`reevaluate_projected=True` evaluates the objective there again, as earlier versions did).
+
+Cost: with `subset_rows=True` the objective is called as `fn(x_rows, rows)` with only the rows that need
+an evaluation (`rows` their indices in the batch), so stopped samples and samples whose line search is
+over cost nothing. Stopping: besides the classical tests, `window` > 0 stops a sample when its loss
+decreased by no more than `window_atol + window_rtol * |f|` over the last `window` iterations
+(a rule that stops in the flat tails where a per-iteration relative change never gets small enough).
 """
 
 from __future__ import annotations
@@ -24,11 +33,11 @@ from typing import Optional
 
 import torch
 
-Objective = Callable[[torch.Tensor], torch.Tensor]  # x (B, D) -> per-sample losses (B,)
+Objective = Callable[..., torch.Tensor]  # x (B, D) [, rows (B,) long] -> per-sample losses (B,)
 Projection = Callable[[torch.Tensor], torch.Tensor]  # (B, D) -> (B, D), row-wise, differentiable
 
 # Stop reasons (per sample), stored in `BatchedLBFGSResult.status`.
-RUNNING, CONVERGED_GTOL, CONVERGED_FTOL, CONVERGED_XTOL, MAX_ITER, LINE_SEARCH_FAILED = range(6)
+RUNNING, CONVERGED_GTOL, CONVERGED_FTOL, CONVERGED_XTOL, MAX_ITER, LINE_SEARCH_FAILED, CONVERGED_WINDOW = range(7)
 STATUS_NAMES = {
     RUNNING: "running",
     CONVERGED_GTOL: "gtol",
@@ -36,7 +45,9 @@ STATUS_NAMES = {
     CONVERGED_XTOL: "xtol",
     MAX_ITER: "max_iter",
     LINE_SEARCH_FAILED: "line_search_failed",
+    CONVERGED_WINDOW: "window",
 }
+CONVERGED_CODES = (CONVERGED_GTOL, CONVERGED_FTOL, CONVERGED_XTOL, CONVERGED_WINDOW)
 
 
 @dataclass
@@ -48,34 +59,73 @@ class BatchedLBFGSResult:
     grad: torch.Tensor  # (B, D) gradients of f(project(.)) at x
     iterations: torch.Tensor  # (B,) L-BFGS iterations taken by each sample
     evaluations: torch.Tensor  # (B,) closure evaluations that concerned each sample
-    converged: torch.Tensor  # (B,) bool: stopped on gtol, ftol or xtol
+    converged: torch.Tensor  # (B,) bool: stopped on gtol, ftol, xtol or the window rule
     status: torch.Tensor  # (B,) int: one of the codes in STATUS_NAMES
+    rows_evaluated: int = 0  # sum over objective calls of the rows evaluated (the cost with subset_rows)
+    history_resets: Optional[torch.Tensor] = None  # (B,) curvature histories dropped (projection or non-descent)
 
 
 class _Evaluator:
-    """Evaluates the closure on the whole batch and returns per-sample values and gradients."""
+    """Evaluates the closure and returns per-sample values and gradients.
 
-    def __init__(self, fn: Objective, project: Optional[Projection]) -> None:
+    Returns (f (B,), G): G is the gradient of f(project(.)) at y, (B, D); with a projection it is
+    (B, 2D), the second half the objective's gradient at the projected point project(y) (what the
+    gradient at the projected iterate is computed from). With `subset_rows`, only the rows of `mask`
+    are evaluated (`fn(y[rows], rows)`); the other rows get f = 0 and G = 0, which callers ignore.
+    """
+
+    def __init__(self, fn: Objective, project: Optional[Projection], subset_rows: bool = False) -> None:
         self.fn = fn
         self.project = project
+        self.subset_rows = subset_rows
         self.calls = 0
+        self.rows = 0
 
-    def __call__(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, y: torch.Tensor, mask: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        B = y.shape[0]
+        if self.subset_rows and mask is not None and not bool(mask.all()):
+            idx = torch.nonzero(mask)[:, 0]
+            f_sub, g_sub = self._evaluate(y[idx], idx)
+            f = y.new_zeros(B).index_copy(0, idx, f_sub)
+            g = y.new_zeros(B, g_sub.shape[1]).index_copy(0, idx, g_sub)
+            return f, g
+        idx = torch.arange(B, device=y.device) if self.subset_rows else None
+        return self._evaluate(y, idx)
+
+    def _evaluate(self, y: torch.Tensor, rows: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         y = y.detach().requires_grad_(True)
         with torch.enable_grad():
-            point = self.project(y) if self.project is not None else y
-            loss = self.fn(point)
+            if self.project is not None:
+                point = self.project(y)
+                free = point.detach().requires_grad_(True)  # the objective's own gradient at project(y)
+            else:
+                point = free = y
+            loss = self.fn(free) if rows is None else self.fn(free, rows)
             if loss.shape != y.shape[:1]:
                 raise ValueError(
                     f"batched_lbfgs: the objective must return one loss per sample, shape ({y.shape[0]},); "
                     f"got {tuple(loss.shape)}"
                 )
-            (grad,) = torch.autograd.grad(loss.sum(), y)
+            (grad_point,) = torch.autograd.grad(loss.sum(), free)
+            if self.project is not None:
+                (grad,) = torch.autograd.grad(point, y, grad_point)
+                grad = torch.cat([grad, grad_point], -1)
+            else:
+                grad = grad_point
         self.calls += 1
+        self.rows += int(y.shape[0])
         loss = loss.detach()
         bad = ~torch.isfinite(loss)
         loss = torch.where(bad, torch.full_like(loss, float("inf")), loss)  # NaN -> +inf: never accepted
         return loss, grad.detach()
+
+
+def _projected_gradient(project: Projection, x: torch.Tensor, grad_point: torch.Tensor) -> torch.Tensor:
+    """Gradient of f(project(.)) at x from the objective's gradient at project(x): a vector-Jacobian product."""
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        (g,) = torch.autograd.grad(project(x), x, grad_point)
+    return g.detach()
 
 
 def _cubic_minimiser(
@@ -113,7 +163,7 @@ def _strong_wolfe_batched(
     t: torch.Tensor,  # (B,) initial trial steps
     d: torch.Tensor,  # (B, D) descent directions
     f: torch.Tensor,  # (B,)
-    g: torch.Tensor,  # (B, D)
+    g: torch.Tensor,  # (B, D) or (B, 2D): the evaluator's G (see `_Evaluator`)
     gtd: torch.Tensor,  # (B,) directional derivatives (< 0 for active samples)
     active: torch.Tensor,  # (B,) bool
     c1: float,
@@ -125,9 +175,10 @@ def _strong_wolfe_batched(
     BRACKET, ZOOM, DONE = 0, 1, 2
     zeros = torch.zeros_like(f)
     d_norm = d.abs().amax(dim=-1)  # (B,)
+    D = d.shape[1]
     t = torch.where(active, t, zeros)
-    f_new, g_new = evaluate(x + t[:, None] * d)
-    gtd_new = (g_new * d).sum(-1)
+    f_new, g_new = evaluate(x + t[:, None] * d, active)
+    gtd_new = (g_new[:, :D] * d).sum(-1)
     n_evals = active.long()
     ls_iter = torch.zeros_like(n_evals)
     phase = torch.where(active, torch.full_like(n_evals, BRACKET), torch.full_like(n_evals, DONE))
@@ -240,10 +291,10 @@ def _strong_wolfe_batched(
         if not need_eval.any():
             break
         # ---- 4. one batched evaluation for every sample that needs one
-        f_eval, g_eval = evaluate(x + t[:, None] * d)
+        f_eval, g_eval = evaluate(x + t[:, None] * d, need_eval)
         f_new = torch.where(need_eval, f_eval, f_new)
         g_new = _where_rows(need_eval, g_eval, g_new)
-        gtd_new = torch.where(need_eval, (g_eval * d).sum(-1), gtd_new)
+        gtd_new = torch.where(need_eval, (g_eval[:, :D] * d).sum(-1), gtd_new)
         ls_iter = ls_iter + need_eval.long()
         n_evals = n_evals + need_eval.long()
         just_evaluated = need_eval
@@ -301,13 +352,22 @@ def batched_lbfgs(
     c1: float = 1e-4,
     c2: float = 0.9,
     projection_reset_ratio: float = 0.5,
+    window: int = 0,
+    window_rtol: float = 0.0,
+    window_atol: float = 0.0,
+    subset_rows: bool = False,
+    reevaluate_projected: bool = False,
+    callback: Optional[Callable[[int, torch.Tensor, torch.Tensor], None]] = None,
 ) -> BatchedLBFGSResult:
     """Minimise `fn` independently for every row of `x0` (B, D) with per-sample L-BFGS + strong Wolfe.
 
-    `fn(x (B, D)) -> (B,)` must treat rows independently (its gradient is taken on the sum).
+    `fn(x (B, D)) -> (B,)` must treat rows independently (its gradient is taken on the sum); with
+    `subset_rows=True` it is called as `fn(x_rows, rows)` on the rows that need an evaluation only.
     Per sample, stop when max|grad| <= gtol, when the relative loss change
-    |f_k - f_{k+1}| / max(|f_k|, |f_{k+1}|, 1) <= ftol, when max|x_{k+1} - x_k| <= xtol, after
-    `max_iter` iterations, or when the line search makes no progress. Stopped samples stay fixed.
+    |f_k - f_{k+1}| / max(|f_k|, |f_{k+1}|, 1) <= ftol, when max|x_{k+1} - x_k| <= xtol, when (window > 0)
+    f_{k-window} - f_k <= window_atol + window_rtol * |f_k|, after `max_iter` iterations, or when the line
+    search makes no progress. Stopped samples stay fixed. `callback(iteration, f (B,), status (B,))` is
+    called after every iteration (for traces of the loss).
     """
     if x0.ndim != 2:
         raise ValueError(f"batched_lbfgs: x0 must be (B, D), got shape {tuple(x0.shape)}")
@@ -315,12 +375,13 @@ def batched_lbfgs(
         raise ValueError(f"batched_lbfgs: x0 must be floating point, got {x0.dtype}")
     B, D = x0.shape
     m = history_size
-    evaluate = _Evaluator(fn, project)
+    evaluate = _Evaluator(fn, project, subset_rows)
     x = x0.detach().clone()
     if project is not None:
         with torch.no_grad():
             x = project(x).detach()
-    f, g = evaluate(x)
+    f, G = evaluate(x)  # G: (B, D), or (B, 2D) with the objective's gradient at the projected point
+    g = G[:, :D]
     n_evals = torch.ones(B, dtype=torch.long, device=x.device)
     iterations = torch.zeros(B, dtype=torch.long, device=x.device)
     status = torch.full((B,), RUNNING, dtype=torch.long, device=x.device)
@@ -330,8 +391,10 @@ def batched_lbfgs(
     Y = x.new_zeros(B, m, D)
     count = torch.zeros(B, dtype=torch.long, device=x.device)
     eps = torch.finfo(x.dtype).eps
+    past = f[:, None].repeat(1, window + 1) if window > 0 else None  # losses of the last window+1 iterates
+    resets = torch.zeros(B, dtype=torch.long, device=x.device)
 
-    for _ in range(max_iter):
+    for k in range(max_iter):
         active = status == RUNNING
         if not active.any():
             break
@@ -339,6 +402,7 @@ def batched_lbfgs(
         gtd = (g * d).sum(-1)
         # not a descent direction (bad curvature information): restart from steepest descent
         restart = active & ~(gtd < 0)
+        resets = resets + (restart & (count > 0)).long()
         count = torch.where(restart, torch.zeros_like(count), count)
         d = _where_rows(restart, -g, d)
         gtd = torch.where(restart, (g * d).sum(-1), gtd)
@@ -350,35 +414,43 @@ def batched_lbfgs(
         # first step without history: scaled like torch.optim.LBFGS; afterwards the unit step
         g_l1 = g.abs().sum(-1)
         t0 = torch.where(count == 0, torch.clamp(1.0 / g_l1, max=1.0) * lr, torch.full_like(f, lr))
-        t, f_new, g_new, ls_evals = _strong_wolfe_batched(
-            evaluate, x, t0, d, f, g, gtd, active, c1, c2, 1e-9, max_ls
+        t, f_new, G_new, ls_evals = _strong_wolfe_batched(
+            evaluate, x, t0, d, f, G, gtd, active, c1, c2, 1e-9, max_ls
         )
         n_evals = n_evals + ls_evals
         step = t[:, None] * d  # (B, D)
         y_point = x + step
         x_new = y_point
+        g_new = G_new[:, :D]
         if project is not None:
             with torch.no_grad():
                 x_new = project(y_point).detach()
             moved = active & ((x_new - y_point).abs().amax(-1) > 0)
             if moved.any():
-                f_proj, g_proj = evaluate(_where_rows(moved, x_new, x))
-                f_new = torch.where(moved, f_proj, f_new)
-                g_new = _where_rows(moved, g_proj, g_new)
-                n_evals = n_evals + moved.long()
+                if reevaluate_projected:
+                    f_proj, G_proj = evaluate(_where_rows(moved, x_new, x), moved)
+                    f_new = torch.where(moved, f_proj, f_new)
+                    G_new = _where_rows(moved, G_proj, G_new)
+                    n_evals = n_evals + moved.long()
+                else:  # project(x_new) = project(y_point): same loss, gradient by the chain rule at x_new
+                    G_new = _where_rows(moved, torch.cat([_projected_gradient(project, x_new, G_new[:, D:]),
+                                                          G_new[:, D:]], -1), G_new)
+                g_new = G_new[:, :D]
             shift = (x_new - y_point).norm(dim=-1)
             reset = active & (shift > projection_reset_ratio * step.norm(dim=-1))
         else:
             reset = torch.zeros_like(active)
         x_new = _where_rows(active, x_new, x)
         f_new = torch.where(active, f_new, f)
-        g_new = _where_rows(active, g_new, g)
+        G_new = _where_rows(active, G_new, G)
+        g_new = G_new[:, :D]
         # curvature pair (between projected iterates)
         s = x_new - x
         yv = g_new - g
         sy = (s * yv).sum(-1)
         yy = (yv * yv).sum(-1)
         store = active & ~reset & (sy > eps * yy) & (sy > 0)
+        resets = resets + (reset & (count > 0)).long()
         count = torch.where(reset, torch.zeros_like(count), count)
         S = torch.where(store[:, None, None], torch.cat([S[:, 1:], s[:, None]], 1), S)
         Y = torch.where(store[:, None, None], torch.cat([Y[:, 1:], yv[:, None]], 1), Y)
@@ -389,6 +461,10 @@ def batched_lbfgs(
         no_progress = active & (t == 0)
         new_status = torch.full_like(status, RUNNING)
         new_status = torch.where(iterations >= max_iter, torch.full_like(status, MAX_ITER), new_status)
+        if past is not None:
+            past = torch.where(active[:, None], torch.cat([past[:, 1:], f_new[:, None]], 1), past)
+            flat = (iterations >= window) & (past[:, 0] - past[:, -1] <= window_atol + window_rtol * f_new.abs())
+            new_status = torch.where(flat, torch.full_like(status, CONVERGED_WINDOW), new_status)
         new_status = torch.where(s.abs().amax(-1) <= xtol, torch.full_like(status, CONVERGED_XTOL), new_status)
         new_status = torch.where(rel_change <= ftol, torch.full_like(status, CONVERGED_FTOL), new_status)
         new_status = torch.where(g_new.abs().amax(-1) <= gtol, torch.full_like(status, CONVERGED_GTOL), new_status)
@@ -396,9 +472,12 @@ def batched_lbfgs(
         new_status = torch.where(no_progress & (new_status != CONVERGED_GTOL),
                                  torch.full_like(status, LINE_SEARCH_FAILED), new_status)
         status = torch.where(active, new_status, status)
-        x, f, g = x_new, f_new, g_new
+        x, f, G, g = x_new, f_new, G_new, g_new
+        if callback is not None:
+            callback(k, f, status)
 
     status = torch.where(status == RUNNING, torch.full_like(status, MAX_ITER), status)
-    converged = (status == CONVERGED_GTOL) | (status == CONVERGED_FTOL) | (status == CONVERGED_XTOL)
+    converged = torch.isin(status, torch.tensor(CONVERGED_CODES, device=status.device))
     return BatchedLBFGSResult(x=x, f=f, grad=g, iterations=iterations, evaluations=n_evals,
-                              converged=converged, status=status)
+                              converged=converged, status=status, rows_evaluated=evaluate.rows,
+                              history_resets=resets)

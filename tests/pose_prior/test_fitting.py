@@ -120,7 +120,9 @@ def test_fitting_recovers_a_body_the_prior_can_express(light_body_model_f64) -> 
     g = torch.Generator().manual_seed(5)
     orient0 = orient + 0.05 * torch.randn(orient.shape, generator=g, dtype=orient.dtype)
     transl0 = transl + torch.tensor([0.02, -0.02, 0.1], dtype=transl.dtype)
-    settings = FitSettings(focal=FOCAL, body_iters=600, camera_iters=20, history_size=40, flip=False, ignore_keypoints=())
+    # to convergence: a tight window rule (the default 1e-3 over 10 iterations stops at a few mm here)
+    settings = FitSettings(focal=FOCAL, body_iters=600, camera_iters=20, history_size=40, flip=False, ignore_keypoints=(),
+                           stop_rtol=1e-6, stop_atol=1e-6)
     res = fit_keypoints(prior, bm, kp, "spin49", CENTER, settings, init_global_orient=orient0, init_transl=transl0)
     reg = torch.as_tensor(h36m_regressor_for("open-light", None, bm.num_vertices))
     gt_verts = bm(pose, global_orient=orient).vertices
@@ -223,8 +225,11 @@ def test_flip_finds_a_body_seen_from_behind(light_body_model_f64) -> None:
     uv = perspective_project(kb(axis_angle_to_matrix(orient), body_pose_to_matrices(pose), transl),
                              torch.zeros_like(transl), 5000.0, CENTER)
     kp = torch.cat([uv, kb.available[None, :, None].expand(B, -1, 1).to(uv)], -1)
-    both = fit_keypoints(prior, bm, kp, "spin24", CENTER, FitSettings(body_iters=40, camera_iters=15))
-    no_flip = fit_keypoints(prior, bm, kp, "spin24", CENTER, FitSettings(body_iters=40, camera_iters=15, flip=False))
+    # fixed iteration counts (stop_window=0): sample 0's two orientations end within a few percent of each
+    # other after 40 iterations, so which one wins depends on where they stop; this test is about the choice
+    fixed = dict(body_iters=40, camera_iters=15, stop_window=0)
+    both = fit_keypoints(prior, bm, kp, "spin24", CENTER, FitSettings(**fixed))
+    no_flip = fit_keypoints(prior, bm, kp, "spin24", CENTER, FitSettings(**fixed, flip=False))
     assert both.flipped.tolist() == [False, True]
     assert (both.losses["total"] <= no_flip.losses["total"] * (1 + 1e-6)).all()
     assert both.losses["total"][1] < 0.5 * no_flip.losses["total"][1]
