@@ -1,10 +1,21 @@
-"""Runner of `make compare PRIORS="a.pt b.pt ..."`: coverage and interpolation of several priors, side by side.
+"""Runner of `make compare PRIORS="a.pt b.pt ..."`: coverage, interpolation and generation metrics of
+several priors, side by side.
 
-Each prior goes through the same runners as `make eval-coverage` / `make eval-interp` (output_dir/<name>/
-coverage, output_dir/<name>/interpolation); then output_dir gets comparison.md, comparison.csv, one CDF
-figure and one interpolation-curve figure for all priors, and a W&B table. With no priors given, small
-GAN-S, GAN-U, GAN-N, VPoser and GMM priors are trained on the embedded default (or reused when
-`train.run_dir/<name>/prior.pt` exists) through their own runners, then compared.
+Each prior goes through the same runners as `make eval-coverage` / `make eval-interp` / `make eval-generation`
+(output_dir/<name>/coverage, .../interpolation, .../generation): Table 1 (recall and precision under Eq. 5,
+mean ± std and median, train and test), Table 2 (interpolation smoothness, Eq. 6) and the generation
+metrics of the `generation.conventions` (DPoser-X: FID / PRDC / APD / dNN; NRDF: FID / APD) at the
+config's sizes. output_dir then gets comparison.md, comparison.csv (every statistic at full precision), one
+CDF figure and one interpolation-curve figure for all priors, and a W&B table. `trainer.devices=N` runs every
+evaluation under DDP (each process its share of the generated samples).
+
+With no priors given, GAN-S, GAN-U, GAN-N, VPoser and the GMM are trained on the embedded default (or
+reused when `train.run_dir/<name>/prior.pt` exists) through their own runners, each at its own
+embedded-default budget (its YAML's `embedded_default:`; GAN: 8 x 600 iterations at batch 64, about 10
+minutes of one core each), then compared.
+
+The tables are sections keyed by what a prior yields (`Prior.yields`): today one, body-pose priors;
+a prior of another kind (a shape prior) is refused with a message until its section exists.
 """
 
 from __future__ import annotations
@@ -12,6 +23,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +33,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from callbacks.coverage import CoverageCallback
 from callbacks.interpolation import InterpolationCallback
-from experiments.config import CONFIGS_DIR, load_config, to_container
+from experiments.config import CONFIGS_DIR, ConfigError, load_config, to_container
 from experiments.eval_coverage import evaluate_prior_coverage
+from experiments.eval_generation import evaluate_prior_generation
 from experiments.eval_interp import evaluate_prior_interpolation
-from experiments.evaluation import COVERAGE_COLUMNS, INTERP_COLUMNS, coverage_row, interp_row
+from experiments.evaluation import COVERAGE_COLUMNS, INTERP_COLUMNS, coverage_row, interp_row, load_prior_file
 from experiments.tables import print_table, table_markdown
 from experiments.tasks import TASKS
 from experiments.training import build_loggers, finish_loggers, prepare_run_dir
@@ -45,8 +59,21 @@ def _has(schema: Any, dotted: str) -> bool:
     return True
 
 
+def _unfinished_epochs(prior: Path, train_cfg: DictConfig) -> int | None:
+    """Epochs a run folder's prior.pt is short of its config's `trainer.max_epochs` (a run stopped midway:
+    the prior is written after every epoch), or None when it is complete or its config counts no epochs."""
+    max_epochs = OmegaConf.select(train_cfg, "trainer.max_epochs")
+    if max_epochs is None or not (prior.parent / "checkpoints" / "last.ckpt").is_file():
+        return None
+    done = (load_prior_file(str(prior), "train.run_dir").provenance or {}).get("epochs_completed")
+    return int(max_epochs) - int(done) if isinstance(done, int) and done < max_epochs else None
+
+
 def train_small_priors(cfg: DictConfig) -> tuple[list[str], list[str]]:
-    """Train (or reuse) the priors of `train.kinds` with their runners; returns (paths, names)."""
+    """Train (or reuse) the priors of `train.kinds` with their runners; returns (paths, names).
+
+    A run folder whose prior.pt is complete is reused (`train.reuse`); one stopped midway (fewer epochs
+    than its config's, with a last.ckpt) is resumed; a folder without a prior is trained again."""
     from experiments.run import runner_for
 
     paths, names = [], []
@@ -55,20 +82,31 @@ def train_small_priors(cfg: DictConfig) -> tuple[list[str], list[str]]:
             raise ValueError(f"train.kinds: unknown kind {kind!r}; known: {sorted(KIND_CONFIGS)}")
         run_dir = Path(cfg.train.run_dir) / kind
         prior = run_dir / "prior.pt"
-        if not (cfg.train.reuse and prior.is_file()):
-            yaml = CONFIGS_DIR / KIND_CONFIGS[kind]
-            schema = TASKS[load_config(yaml).task].schema
-            shared = {"data.amass_dir": cfg.data.amass_dir, "data.prepared_dir": cfg.data.prepared_dir,
-                      "data.demo_dir": cfg.data.demo_dir, "body_model.path": cfg.body_model.path,
-                      "body_model.model_type": cfg.body_model.model_type,
-                      "logger.wandb_mode": cfg.logger.wandb_mode, "trainer.progress_bar": False}
+        yaml = CONFIGS_DIR / KIND_CONFIGS[kind]
+        schema = TASKS[load_config(yaml).task].schema
+        shared = {"data.amass_dir": cfg.data.amass_dir, "data.prepared_dir": cfg.data.prepared_dir,
+                  "data.demo_dir": cfg.data.demo_dir, "body_model.path": cfg.body_model.path,
+                  "body_model.model_type": cfg.body_model.model_type,
+                  "logger.wandb_mode": cfg.logger.wandb_mode, "trainer.progress_bar": False}
+        overrides = [f"output_dir={run_dir}"] + [
+            f"{k}={'null' if v is None else v}" for k, v in shared.items() if _has(schema, k)]
+        overrides += list(cfg.train.overrides.get(kind, []))
+        short = None
+        if cfg.train.reuse and prior.is_file():
+            short = _unfinished_epochs(prior, load_config(yaml, overrides))
+            if short is None:
+                paths.append(str(prior))
+                names.append(kind)
+                continue
+        if short is not None and _has(schema, "resume"):
+            print(f"compare: {prior} is {short} epoch(s) short of its config: resuming {kind}")
+            overrides.append("resume=true")
+        else:
             # a used folder without a prior (an interrupted or diverged run) is started again, not refused
-            overrides = [f"output_dir={run_dir}", *(["overwrite=true"] if _has(schema, "overwrite") else [])] + [
-                f"{k}={'null' if v is None else v}" for k, v in shared.items() if _has(schema, k)]
-            overrides += list(cfg.train.overrides.get(kind, []))
+            overrides += ["overwrite=true"] if _has(schema, "overwrite") else []
             print(f"compare: training {kind} into {run_dir}")
-            train_cfg = load_config(yaml, overrides)
-            runner_for(train_cfg.task)(train_cfg)
+        train_cfg = load_config(yaml, overrides)
+        runner_for(train_cfg.task)(train_cfg)
         paths.append(str(prior))
         names.append(kind)
     return paths, names
@@ -95,59 +133,179 @@ def _names(cfg: DictConfig, paths: list[str]) -> list[str]:
     return [n if names.count(n) == 1 else f"{n}_{i}" for i, n in enumerate(names)]
 
 
-def run_compare(cfg: DictConfig) -> Path:
-    out = prepare_run_dir(cfg)
-    if cfg.priors:
-        paths, names = [str(p) for p in cfg.priors], _names(cfg, [str(p) for p in cfg.priors])
-    else:
-        paths, names = train_small_priors(cfg)
+@dataclass
+class Section:
+    """One table of the comparison: the priors yielding `yields`, evaluated by
+    `table(paths, names, cfg, out_dir) -> (columns, rows, records)` (rows of strings for comparison.md,
+    one flat full-precision record per prior for comparison.csv / W&B)."""
+
+    yields: str
+    title: str
+    table: Callable[[list[str], list[str], DictConfig, Path], tuple[list[str], list[list[str]], list[dict[str, Any]]]]
+
+
+def body_pose_comparison(paths: list[str], names: list[str], cfg: DictConfig,
+                         out: Path) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
+    """Tables 1-2 and the generation metrics of body-pose priors; writes the two figures into `out`.
+    Empty on ranks other than zero."""
     coverage: dict[str, CoverageCallback] = {}
     interp: dict[str, InterpolationCallback] = {}
+    generation: dict[str, list[dict[str, Any]]] = {}
     for name, path in zip(names, paths):
         _, cov = evaluate_prior_coverage(_sub_config(cfg, "eval-coverage", path, out / name / "coverage"))
         _, itp = evaluate_prior_interpolation(_sub_config(cfg, "eval-interp", path, out / name / "interpolation"))
-        if cov is not None and itp is not None:  # rank zero holds the results
-            coverage[name], interp[name] = cov, itp
+        gen = (evaluate_prior_generation(cfg, path, name, out / name / "generation")
+               if cfg.generation.conventions else [])
+        if cov is not None and itp is not None and gen is not None:  # rank zero holds the results
+            coverage[name], interp[name], generation[name] = cov, itp, gen
     if not coverage:
+        return [], [], []
+    conventions = list(cfg.generation.conventions)
+    columns = ["prior", *COVERAGE_COLUMNS, *INTERP_COLUMNS, *generation_columns(conventions)]
+    rows = [[name, *coverage_row(coverage[name].last_record), *interp_row(interp[name].last_record),
+             *generation_cells(generation[name], conventions)] for name in coverage]
+    records = comparison_numbers({n: c.last_record for n, c in coverage.items()},
+                                 {n: i.last_record for n, i in interp.items()}, paths, generation)
+    write_figures(out, coverage, interp)
+    return columns, rows, records
+
+
+SECTIONS = [Section("body_pose", "Body-pose priors: Table 1 (Eq. 5, mm), Table 2 (Eq. 6 ratio), generation metrics",
+                    body_pose_comparison)]
+
+
+def sections_of(paths: list[str], names: list[str]) -> list[tuple[Section, list[str], list[str]]]:
+    """(section, paths, names) per section with priors, in SECTIONS order; a prior no section takes is refused."""
+    by_yield: dict[str, tuple[list[str], list[str]]] = {}
+    known = {s.yields for s in SECTIONS}
+    for path, name in zip(paths, names):
+        yields = load_prior_file(path, "priors").yields
+        if yields not in known:
+            raise ConfigError(
+                f"priors: {path} yields {yields!r}; compare tables only priors yielding {sorted(known)} so far "
+                "(shape priors are not compared yet: leave it out of `priors`)")
+        by_yield.setdefault(yields, ([], []))
+        by_yield[yields][0].append(path)
+        by_yield[yields][1].append(name)
+    return [(s, *by_yield[s.yields]) for s in SECTIONS if s.yields in by_yield]
+
+
+def run_compare(cfg: DictConfig) -> Path:
+    if cfg.priors:
+        paths = [str(p) for p in cfg.priors]
+        names = _names(cfg, paths)
+        groups = sections_of(paths, names)  # before anything is written: a refused prior leaves no folder
+    else:
+        groups = None
+    out = prepare_run_dir(cfg)
+    if groups is None:
+        paths, names = train_small_priors(cfg)
+        groups = sections_of(paths, names)
+    tables, records = [], []
+    for section, s_paths, s_names in groups:
+        columns, rows, recs = section.table(s_paths, s_names, cfg, out)
+        if rows:
+            tables.append((section.title, columns, rows))
+            records += recs
+    if not tables:  # not rank zero
         return out
-    rows = [[name, *coverage_row(coverage[name].last_record), *interp_row(interp[name].last_record)]
-            for name in coverage]
-    columns = ["prior", *COVERAGE_COLUMNS, *INTERP_COLUMNS]
-    write_comparison(out, columns, rows, coverage, interp, paths)
-    print_table("Prior comparison (Eq. 5 distances in mm; Eq. 6 ratio)", columns, rows)
-    log_comparison(cfg, out, comparison_numbers({n: c.last_record for n, c in coverage.items()},
-                                                {n: i.last_record for n, i in interp.items()}, paths))
+    note = sizes_note(cfg)
+    write_comparison(out, tables, records, note)
+    for title, columns, rows in tables:
+        print_table(title, columns, rows)
+    print(note)
+    log_comparison(cfg, out, records)
     print(f"comparison.md, comparison.csv and figures in {out}")
     return out
 
 
+def generation_columns(conventions: list[str]) -> list[str]:
+    cols = []
+    for conv in conventions:
+        label = GEN_LABEL[conv]
+        cols += [f"{m} ({label})" for m in GEN_METRICS[conv]]
+    return cols
+
+
+def generation_cells(records: list[dict[str, Any]], conventions: list[str]) -> list[str]:
+    by_conv = {r["convention"]: r for r in records}
+    cells = []
+    for conv in conventions:
+        r = by_conv.get(conv, {})
+        cells += ["-" if r.get(key) is None else f"{r[key]:{fmt}}" for key, fmt in GEN_METRICS[conv].values()]
+    return cells
+
+
+# metric column label -> (record key, format), per convention
+GEN_METRICS: dict[str, dict[str, tuple[str, str]]] = {
+    "dposer-x": {"FID": ("fid", ".3f"), "prec.": ("precision", ".3f"), "recall": ("recall", ".3f"),
+                 "density": ("density", ".3f"), "coverage": ("coverage", ".3f"), "APD cm": ("apd_cm", ".2f"),
+                 "dNN rad": ("dnn", ".3f")},
+    "nrdf": {"FID": ("fid", ".4f"), "APD cm": ("apd_cm", ".2f")},
+}
+GEN_LABEL = {"dposer-x": "DPoser-X", "nrdf": "NRDF"}
+
+
+def sizes_note(cfg: DictConfig) -> str:
+    """The sizes behind the numbers, for the table's caption (the published ones are larger)."""
+    c, i, g = cfg.coverage, cfg.interpolation, cfg.generation
+    parts = [f"Table 1: {c.num_generated:,} generated bodies, {c.num_references:,} references per split, "
+             f"{c.num_precision:,} precision samples (paper: 6,000,000 / 10,000 / 10,000)",
+             f"Table 2: {i.num_pairs} test pairs, {i.steps} meshes per path (paper: 100 pairs)"]
+    if "dposer-x" in g.conventions:
+        parts.append(f"DPoser-X: {g.dposer_x_samples:,} samples, PRDC real set {g.num_references:,} train poses, "
+                     f"k={g.prdc_k}, APD on {g.apd_samples}, dNN of {g.dnn_samples} samples (published: 50,000 / "
+                     "10,000 / 3 / 500)")
+    if "nrdf" in g.conventions:
+        parts.append(f"NRDF: {g.nrdf_samples:,} samples (published: 500)")
+    return "Sizes: " + "; ".join(parts) + "."
+
+
 def comparison_numbers(coverage: dict[str, dict[str, Any]], interp: dict[str, dict[str, Any]],
-                       paths: list[str]) -> list[dict[str, Any]]:
-    """One flat record per prior (full precision) for the CSV, from the coverage and interpolation records."""
+                       paths: list[str], generation: dict[str, list[dict[str, Any]]] | None = None
+                       ) -> list[dict[str, Any]]:
+    """One flat record per prior (full precision) for the CSV, from the coverage, interpolation and
+    generation records."""
     records = []
     for (name, cov), path in zip(coverage.items(), paths):
-        rec: dict[str, Any] = {"prior": name, "path": path, "kind": cov.get("prior", {}).get("kind")}
+        desc = cov.get("prior", {})
+        rec: dict[str, Any] = {"prior": name, "path": path, "kind": desc.get("kind"),
+                               "trained_epochs": desc.get("trained_epochs"),
+                               "trained_global_step": desc.get("trained_global_step")}
         for split in ("train", "test"):
             for metric in ("recall", "precision"):
                 for stat in ("mean_mm", "std_mm", "median_mm"):
                     rec[f"{split}_{metric}_{stat}"] = cov.get(split, {}).get(metric, {}).get(stat)
         for key in ("ratio_mean", "ratio_std", "ratio_median", "pairs", "steps"):
             rec[f"interp_{key}"] = interp[name][key]
+        for g in (generation or {}).get(name, []):
+            conv = g["convention"].replace("-", "_")
+            for key in ("num_samples", "fid", "precision", "recall", "density", "coverage", "apd_cm", "dnn"):
+                if key in g:
+                    rec[f"{conv}_{key}"] = g[key]
         records.append(rec)
     return records
 
 
-def write_comparison(out: Path, columns: list[str], rows: list[list[str]], coverage: dict[str, CoverageCallback],
-                     interp: dict[str, InterpolationCallback], paths: list[str]) -> None:
-    """comparison.md, comparison.csv and the two figures, from the evaluations' in-memory results."""
-    atomic_write_text(out / "comparison.md", table_markdown(columns, rows))
-    records = comparison_numbers({n: c.last_record for n, c in coverage.items()},
-                                 {n: i.last_record for n, i in interp.items()}, paths)
+def write_comparison(out: Path, tables: list[tuple[str, list[str], list[list[str]]]], records: list[dict[str, Any]],
+                     note: str) -> None:
+    """comparison.md (one table per section, then the sizes) and comparison.csv (one row per prior; the union
+    of the sections' fields)."""
+    md = [table_markdown(columns, rows) if len(tables) == 1 else f"## {title}\n\n{table_markdown(columns, rows)}"
+          for title, columns, rows in tables]
+    atomic_write_text(out / "comparison.md", "\n".join(md) + "\n" + note + "\n")
+    fields: list[str] = []
+    for rec in records:
+        fields += [k for k in rec if k not in fields]
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(records[0]))
+    writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()
     writer.writerows(records)
     atomic_write_text(out / "comparison.csv", buf.getvalue())
+
+
+def write_figures(out: Path, coverage: dict[str, CoverageCallback], interp: dict[str, InterpolationCallback]) -> None:
+    """The recall / precision CDFs and the interpolation curves of all priors, from the in-memory results."""
     curves, panels = {}, {"recall (train)": {}, "precision (train)": {}}
     for name, cov in coverage.items():
         panels["recall (train)"][name] = cov.last_result.recall["train"].distance_mm.numpy()
@@ -162,11 +320,14 @@ def log_comparison(cfg: DictConfig, out: Path, records: list[dict[str, Any]]) ->
     statistic (the names of comparison.csv, so W&B can sort and plot them), and the two figures."""
     from pytorch_lightning.loggers import WandbLogger
 
-    columns = list(records[0])
+    columns: list[str] = []
+    for rec in records:
+        columns += [k for k in rec if k not in columns]
+    figures = [str(p) for p in (out / "comparison_cdf.png", out / "comparison_interpolation.png") if p.is_file()]
     loggers = build_loggers(cfg, out)
     for logger in loggers:
         if isinstance(logger, WandbLogger):
-            logger.log_table(key="comparison", columns=columns, data=[[r[c] for c in columns] for r in records])
-            logger.log_image(key="comparison/plots", images=[str(out / "comparison_cdf.png"),
-                                                             str(out / "comparison_interpolation.png")])
+            logger.log_table(key="comparison", columns=columns, data=[[r.get(c) for c in columns] for r in records])
+            if figures:
+                logger.log_image(key="comparison/plots", images=figures)
     finish_loggers(loggers)

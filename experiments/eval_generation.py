@@ -4,8 +4,11 @@ For each prior and each convention (`generation.conventions`): "dposer-x" (FID, 
 axis-angle samples, 50k) and "nrdf" (FID and APD on the 66-d joints 0-21, 500 samples); definitions in
 `pose_prior.evaluation.generation`. The train split's statistics are cached beside the prepared split
 (`<prepared_dir>/<split>_generation_stats.npz`, keyed by the split file's sha256). Writes output_dir/
-generation.json (every number with its convention's definitions) and generation.csv (one row per prior x
-convention). Single process: the 50k samples and their distance blocks fit one CPU or GPU.
+generation.json (every number with its convention's definitions), generation.csv (one row per prior x
+convention) and a W&B run with the same table. Several devices (`trainer.devices=N`, Lightning DDP): each
+process generates its seeded share of the samples, the shares are gathered into the set one process would
+draw, and rank zero computes the metrics on it (`callbacks.generation.GenerationCallback`). `make compare`
+runs the same callback for its generation columns (`evaluate_prior_generation`).
 """
 
 from __future__ import annotations
@@ -16,20 +19,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from experiments.config import to_container
-from experiments.evaluation import body_model_of, load_splits, prior_description
+from callbacks.generation import GenerationCallback, GenerationSettings
+from experiments.config import ConfigError, to_container
+from experiments.evaluation import (
+    body_model_of,
+    evaluation_metadata,
+    load_prior_file,
+    load_splits,
+    run_test_loop,
+)
 from experiments.tables import print_table
-from experiments.training import prepare_run_dir
-from pose_prior.evaluation.generation import generation_metrics
-from pose_prior.evaluation.train_statistics import load_train_statistics
+from experiments.tasks import TASKS
+from experiments.training import build_loggers, finish_loggers, prepare_run_dir
 from pose_prior.io import atomic_write_json, atomic_write_text
-from pose_prior.priors import load_prior
 
 CSV_COLUMNS = ["name", "convention", "num_samples", "fid", "precision", "recall", "density", "coverage",
                "apd_cm", "dnn", "prior"]
+TABLE_KEYS = ("fid", "precision", "recall", "density", "coverage", "apd_cm", "dnn")
 
 
 def prior_paths(cfg: DictConfig, target: str) -> list[str]:
@@ -43,12 +51,17 @@ def prior_paths(cfg: DictConfig, target: str) -> list[str]:
     return paths
 
 
-def split_array(cfg: DictConfig, split: str) -> tuple[Path, np.ndarray]:
-    """(path, memmap (N, 63)) of a prepared split (prepared on demand)."""
+def split_file(cfg: DictConfig, split: str) -> Path:
+    """The (N, 63) .npy file of a prepared split (prepared on demand)."""
     sources = load_splits(cfg, (split,))
     if split not in sources:
-        raise ValueError(f"{cfg.data.prepared_dir}: split '{split}' is not prepared")
-    path = Path(sources[split].path)
+        raise ConfigError(f"data.prepared_dir={cfg.data.prepared_dir}: split '{split}' (generation.split) is not prepared")
+    return Path(sources[split].path)
+
+
+def split_array(cfg: DictConfig, split: str) -> tuple[Path, np.ndarray]:
+    """(path, memmap (N, 63)) of a prepared split (prepared on demand)."""
+    path = split_file(cfg, split)
     return path, np.load(path, mmap_mode="r")
 
 
@@ -60,41 +73,78 @@ def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> Non
     atomic_write_text(path, buf.getvalue())
 
 
+def quiet_config(cfg: DictConfig, **changes: Any) -> DictConfig:
+    """An eval-generation config for one prior's test loop: `changes` applied, no CSV / W&B logger of its own
+    (the runner logs the whole table once)."""
+    node = OmegaConf.merge(OmegaConf.structured(TASKS["eval-generation"].schema), {
+        "output_dir": cfg.output_dir, "data": cfg.data, "demo": cfg.demo, "body_model": cfg.body_model,
+        "generation": cfg.generation, "trainer": cfg.trainer,
+        "logger": {**to_container(cfg.logger), "wandb_mode": "disabled", "csv": False}, **changes})
+    OmegaConf.set_readonly(node, True)
+    return node
+
+
+def evaluate_prior_generation(cfg: DictConfig, path: str, name: str | None = None,
+                              out_dir: Path | None = None) -> list[dict[str, Any]] | None:
+    """The generation metrics of the prior file `path` under every convention of `cfg.generation`, through
+    a test loop on `cfg.trainer`'s devices; `cfg` is an eval-generation or compare config. Returns, on rank
+    zero, one record per convention (name, prior description, metrics); None on the other ranks. With
+    `out_dir`, rank zero also writes out_dir/generation.json."""
+    prior = load_prior_file(path)
+    settings = GenerationSettings.from_config(cfg.generation)
+    sub = quiet_config(cfg, prior=path, output_dir=str(out_dir or cfg.output_dir))
+    metadata = evaluation_metadata(sub, path, prior)
+    name = name or metadata["name"]
+    callback = GenerationCallback(body_model_of(sub), split_file(sub, settings.split), settings,
+                                  cache_path=Path(sub.data.prepared_dir) / f"{settings.split}_generation_stats.npz",
+                                  out_dir=out_dir, run_on_test=True, metadata={**metadata, "name": name})
+    trainer = run_test_loop(sub, Path(sub.output_dir), prior, [callback])
+    if not trainer.is_global_zero:
+        return None
+    return [{"name": name, "prior": metadata["prior"], **r} for r in callback.last_records]
+
+
+def generation_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """generation.csv rows: one per prior x convention."""
+    return [{"name": r["name"], **{k: v for k, v in r.items() if k in CSV_COLUMNS and k not in ("name", "prior")},
+             "prior": r["prior"]["path"]} for r in records]
+
+
 def run_eval_generation(cfg: DictConfig) -> Path:
     paths = prior_paths(cfg, "eval-generation")
-    g = cfg.generation
+    GenerationSettings.from_config(cfg.generation)  # a wrong convention fails before any work
     run_dir = prepare_run_dir(cfg)
-    body_model = body_model_of(cfg)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    body_model = body_model.to(device)
-    split_path, train = split_array(cfg, g.split)
-    cache = Path(cfg.data.prepared_dir) / f"{g.split}_generation_stats.npz"
-    stats = load_train_statistics(split_path, cache, num_references=g.num_references, seed=g.seed,
-                                  body_model=body_model if "nrdf" in g.conventions else None,
-                                  joint_rows=g.joint_stats_rows)
-    sizes = {"dposer-x": g.dposer_x_samples, "nrdf": g.nrdf_samples}
-    records, rows = [], []
+    records: list[dict[str, Any]] = []
     for path in paths:
-        prior = load_prior(path).to(device)
-        name = Path(path).parent.name
-        for convention in g.conventions:
-            if convention not in sizes:
-                raise ValueError(f"generation.conventions: unknown {convention!r}; valid: {sorted(sizes)}")
-            print(f"{name}: {convention} ({sizes[convention]} samples)")
-            m = generation_metrics(prior, body_model, train, num_samples=sizes[convention], convention=convention,
-                                   stats=stats, seed=g.seed, k=g.prdc_k, apd_samples=g.apd_samples,
-                                   dnn_samples=g.dnn_samples, dnn_database=g.dnn_database, chunk=g.chunk,
-                                   knn_backend=g.knn_backend)
-            records.append({"name": name, "prior": prior_description(path, prior), **m})
-            rows.append({"name": name, **{k: v for k, v in m.items() if k in CSV_COLUMNS}, "prior": path})
+        got = evaluate_prior_generation(cfg, path)
+        if got is None:  # not rank zero
+            continue
+        records += got
+    if not records:
+        return run_dir
+    g = cfg.generation
+    first = records[0]
     atomic_write_json(run_dir / "generation.json", {
-        "split": g.split, "split_file": str(split_path), "split_sha256": stats.sha256, "split_rows": stats.num_rows,
+        "split": g.split, "split_sha256": first["train_sha256"], "split_rows": first["train_rows"],
         "body_model": to_container(cfg.body_model), "results": records})
+    rows = generation_rows(records)
     write_csv(run_dir / "generation.csv", rows, CSV_COLUMNS)
+    log_generation_table(cfg, run_dir, rows)
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     print_table("Generation metrics (labelled conventions)", ["prior", "convention", "FID", "prec.", "recall",
                                                                "density", "coverage", "APD cm", "dNN rad"],
-                [[r["name"], r["convention"], *(fmt(r.get(k)) for k in ("fid", "precision", "recall", "density",
-                                                                       "coverage", "apd_cm", "dnn"))] for r in rows])
+                [[r["name"], r["convention"], *(fmt(r.get(k)) for k in TABLE_KEYS)] for r in rows])
     print(f"generation.json and generation.csv in {run_dir}")
     return run_dir
+
+
+def log_generation_table(cfg: DictConfig, run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """generation.csv as one W&B table (offline unless logged in)."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    loggers = build_loggers(cfg, run_dir)
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_table(key="generation", columns=CSV_COLUMNS,
+                             data=[[r.get(c) for c in CSV_COLUMNS] for r in rows])
+    finish_loggers(loggers)

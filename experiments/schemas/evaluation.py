@@ -1,10 +1,11 @@
-"""Prior evaluations: the coverage and interpolation sections, and the eval-coverage, eval-interp, compare tasks."""
+"""Prior evaluations: the coverage, interpolation and generation sections, and the eval-coverage, eval-interp,
+compare tasks."""
 # ruff: noqa: UP006, UP035 - omegaconf structured configs need typing.List / Dict / Optional
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Literal, Optional
 
 from experiments.schemas.common import BodyModelConfig, LoggerConfig, TrainerConfig
 from experiments.schemas.data import AmassDataConfig, DemoDataConfig
@@ -39,6 +40,25 @@ class InterpolationSizesConfig:
     max_inversion_mm: Optional[float] = None  # pairs with an endpoint inverted worse than this are left out
     render_pairs: int = 3  # pairs drawn as mesh sequences (paper Fig. 6); 0 = none
     every_n_epochs: int = 0
+
+
+@dataclass
+class GenerationSettingsConfig:
+    """Generation metrics (eval-generation, compare); defaults: the published conventions' own sizes."""
+
+    conventions: List[str] = field(default_factory=lambda: ["dposer-x", "nrdf"])  # dposer-x: pose space; nrdf: joints
+    dposer_x_samples: int = 50_000  # DPoser-X: 50k samples
+    nrdf_samples: int = 500  # NRDF: 500 samples
+    num_references: int = 10_000  # train poses of PRDC's real set (seeded)
+    prdc_k: int = 3
+    apd_samples: int = 500  # dposer-x APD: the first 500 samples
+    dnn_samples: Optional[int] = 1000  # samples whose nearest train pose is searched (null: all)
+    dnn_database: Optional[int] = None  # train rows searched for dNN (null: the whole split)
+    joint_stats_rows: Optional[int] = None  # train rows of the nrdf joint statistics (null: all)
+    chunk: int = 1024  # rows of every distance matrix block (memory bound)
+    knn_backend: Literal["torch", "faiss"] = "torch"  # PRDC k-NN radii: float64 torch or exact FAISS + float64
+    split: str = "train"  # the reference split
+    seed: int = 0
 
 
 @dataclass
@@ -95,6 +115,7 @@ class CompareConfig:
     body_model: BodyModelConfig = field(default_factory=BodyModelConfig)
     coverage: CoverageSizesConfig = field(default_factory=CoverageSizesConfig)
     interpolation: InterpolationSizesConfig = field(default_factory=InterpolationSizesConfig)
+    generation: GenerationSettingsConfig = field(default_factory=GenerationSettingsConfig)
     train: CompareTrainConfig = field(default_factory=CompareTrainConfig)
     trainer: EvalTrainerConfig = field(default_factory=EvalTrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)

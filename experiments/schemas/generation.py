@@ -8,26 +8,8 @@ from typing import List, Literal, Optional
 
 from experiments.schemas.common import BodyModelConfig, LoggerConfig, config_dataclass
 from experiments.schemas.data import AmassDataConfig, DemoDataConfig
+from experiments.schemas.evaluation import EvalTrainerConfig, GenerationSettingsConfig
 from pose_prior.fitting.joints3d_fit import Joints3DFitSettings
-
-
-@dataclass
-class GenerationSettingsConfig:
-    """Sizes of the generation metrics (defaults: the published conventions' own)."""
-
-    conventions: List[str] = field(default_factory=lambda: ["dposer-x", "nrdf"])  # dposer-x: pose space; nrdf: joints
-    dposer_x_samples: int = 50_000  # DPoser-X: 50k samples
-    nrdf_samples: int = 500  # NRDF: 500 samples
-    num_references: int = 10_000  # train poses of PRDC's real set (seeded)
-    prdc_k: int = 3
-    apd_samples: int = 500  # dposer-x APD: the first 500 samples
-    dnn_samples: Optional[int] = 1000  # samples whose nearest train pose is searched (null: all)
-    dnn_database: Optional[int] = None  # train rows searched for dNN (null: the whole split)
-    joint_stats_rows: Optional[int] = None  # train rows of the nrdf joint statistics (null: all)
-    chunk: int = 1024  # rows of every distance matrix block (memory bound)
-    knn_backend: Literal["torch", "faiss"] = "torch"  # PRDC k-NN radii: float64 torch or exact FAISS + float64
-    split: str = "train"  # the reference split
-    seed: int = 0
 
 
 @dataclass
@@ -40,6 +22,7 @@ class EvalGenerationConfig:
     demo: DemoDataConfig = field(default_factory=DemoDataConfig)
     body_model: BodyModelConfig = field(default_factory=BodyModelConfig)
     generation: GenerationSettingsConfig = field(default_factory=GenerationSettingsConfig)
+    trainer: EvalTrainerConfig = field(default_factory=EvalTrainerConfig)  # devices: DDP shares the sampling
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 

@@ -16,9 +16,12 @@ and `lib/prdc/`, hynann/NRDF `lib/utils/exp_utils.py`, `lib/exp/sample_poses.py`
 "nrdf" (joint space): `num_samples` = 500 samples posed with the body model (beta = 0); fid between the
 66-d positions of joints 0-21 of the samples and of the train split; apd_cm on the same joints.
 
-Samples are drawn in chunks whose latents come from generators seeded by (seed, chunk id) only, so the
-result depends on the seed, never on the chunk size of another setting or the device count. Memory is
-bounded by the sample set (50k x 63 floats) plus one chunk of every distance matrix.
+Samples are drawn in chunks of `SAMPLE_CHUNK` whose latents come from CPU generators seeded by (seed, chunk
+id) only, so the sample set depends on the seed, never on the device or the device count. Under
+torch.distributed (DDP) rank r of w generates chunks r, r + w, ... (`generate_poses(..., rank, world)`) and
+`gather_poses` reassembles the whole set in chunk order on every rank: the metrics are then computed on
+exactly the samples one process would draw. Memory is bounded by the sample set (50k x 63 floats) plus one
+chunk of every distance matrix.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pose_prior.evaluation.coverage import chunk_seed
+from pose_prior.evaluation.coverage import chunk_seed, rank_chunks
 from pose_prior.evaluation.diversity import apd, dnn
 from pose_prior.evaluation.frechet import fid, frechet_distance, gaussian_moments
 from pose_prior.evaluation.prdc import Backend, prdc
@@ -37,11 +40,13 @@ from pose_prior.evaluation.train_statistics import NUM_APD_JOINTS, TrainStatisti
 from pose_prior.priors.base import Prior
 from pose_prior.rows import sample_rows
 
-__all__ = ["CONVENTIONS", "apd", "dnn", "fid", "generate_poses", "generation_metrics", "prdc"]
+__all__ = ["CONVENTIONS", "apd", "dnn", "fid", "gather_poses", "generate_poses", "generation_metrics", "prdc"]
 
 Convention = Literal["dposer-x", "nrdf"]
 CM_PER_M = 100.0
 SAMPLE_STREAM, DNN_STREAM = 2, 3  # seed streams (coverage uses 0 and 1)
+SAMPLE_CHUNK = 4096  # latents per seeded chunk: part of the sample set's definition, so fixed
+NUM_POSE_DIMS = 63
 
 CONVENTIONS: dict[str, dict[str, Any]] = {
     "dposer-x": {
@@ -64,15 +69,36 @@ CONVENTIONS: dict[str, dict[str, Any]] = {
 
 
 @torch.no_grad()
-def generate_poses(prior: Prior, num_samples: int, seed: int = 0, chunk: int = 4096) -> torch.Tensor:
-    """(num_samples, 63) float32 CPU body poses decoded from seeded latents; chunk c's latents come from a
-    CPU generator seeded by (seed, c), so the samples do not depend on the device."""
+def generate_poses(prior: Prior, num_samples: int, seed: int = 0, chunk: int = SAMPLE_CHUNK, rank: int = 0,
+                   world: int = 1) -> torch.Tensor:
+    """(m, 63) float32 CPU body poses decoded from seeded latents: chunk c's latents come from a CPU
+    generator seeded by (seed, c), so the samples do not depend on the device. With `world` > 1 only the
+    chunks of `rank` (c = rank, rank + world, ...), concatenated in chunk order; `gather_poses` joins them."""
     out = []
-    for c, start in enumerate(range(0, num_samples, chunk)):
-        n = min(chunk, num_samples - start)
+    for c, _, n in rank_chunks(num_samples, chunk, rank, world):
         z = prior.sample(n, generator=torch.Generator().manual_seed(chunk_seed(seed, SAMPLE_STREAM, c)))
         out.append(prior.decode(z).float().cpu())
-    return torch.cat(out) if out else torch.zeros(0, 63)
+    return torch.cat(out) if out else torch.zeros(0, NUM_POSE_DIMS)
+
+
+def gather_poses(local: torch.Tensor, num_samples: int, chunk: int = SAMPLE_CHUNK, world: int = 1) -> torch.Tensor:
+    """Every rank's `generate_poses(..., rank, world)` share -> the (num_samples, 63) set in global order,
+    on every rank (a torch.distributed all-gather; `world` = 1 returns `local` unchanged)."""
+    if world == 1:
+        return local
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        raise RuntimeError(f"gather_poses(world={world}) needs an initialised torch.distributed group")
+    shares: list[Any] = [None] * world
+    torch.distributed.all_gather_object(shares, local.cpu())  # 50k x 63 float32 = 12.6 MB: pickling is fine
+    out = torch.empty(num_samples, local.shape[1] if local.ndim == 2 else NUM_POSE_DIMS)
+    for r, share in enumerate(shares):
+        pos = 0
+        for _, start, n in rank_chunks(num_samples, chunk, r, world):
+            out[start:start + n] = share[pos:pos + n]
+            pos += n
+        if pos != share.shape[0]:
+            raise RuntimeError(f"gather_poses: rank {r} sent {share.shape[0]} poses, its chunks hold {pos}")
+    return out
 
 
 def generation_metrics(
@@ -108,7 +134,7 @@ def generation_metrics(
 
         stats = load_train_statistics(np.asarray(train_poses), seed=seed,
                                       body_model=body_model if convention == "nrdf" else None, log=lambda _: None)
-    poses = generate_poses(prior, n, seed, chunk=4096) if samples is None else torch.as_tensor(samples).float().cpu()
+    poses = generate_poses(prior, n, seed) if samples is None else torch.as_tensor(samples).float().cpu()
     n = poses.shape[0]
     out: dict[str, Any] = {"convention": convention, "definitions": dict(spec), "num_samples": n, "seed": seed,
                            "train_rows": stats.num_rows, "train_sha256": stats.sha256}

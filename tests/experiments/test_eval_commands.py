@@ -1,4 +1,5 @@
-"""eval-coverage, eval-interp and compare runners on tiny sizes: files, keys, numbers, DDP == single process."""
+"""eval-coverage, eval-interp, eval-generation and compare runners on tiny sizes: files, keys, numbers,
+DDP == single process."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ import torch
 from datamodules.amass.datamodule import AmassDataModule
 from datamodules.amass.prepare import PrepareReport
 from experiments.compare import run_compare
-from experiments.config import CONFIGS_DIR, load_config
+from experiments.config import CONFIGS_DIR, ConfigError, load_config
 from experiments.eval_coverage import evaluate_prior_coverage, run_eval_coverage
+from experiments.eval_generation import run_eval_generation
 from experiments.eval_interp import evaluate_prior_interpolation
 from pose_prior.body_model import load_body_model
 from pose_prior.evaluation.coverage import distance_stats, evaluate_coverage
+from pose_prior.evaluation.generation import generation_metrics
 from pose_prior.evaluation.interpolation import evaluate_interpolation
+from pose_prior.evaluation.train_statistics import load_train_statistics
 from pose_prior.priors import load_prior, save_prior
 from pose_prior.priors.gan.networks import PoseGenerator
 from pose_prior.priors.latent import make_latent
@@ -29,6 +33,9 @@ TINY_COVERAGE = ["coverage.num_generated=600", "coverage.num_references=30", "co
 TINY_INTERP = ["interpolation.num_pairs=3", "interpolation.steps=5", "interpolation.batch_size=2",
                "interpolation.invert.candidates=16", "interpolation.invert.restarts=2",
                "interpolation.invert.refine_iters=4"]
+TINY_GENERATION = ["generation.dposer_x_samples=300", "generation.nrdf_samples=60", "generation.num_references=100",
+                   "generation.apd_samples=40", "generation.dnn_samples=30", "generation.chunk=128", "generation.seed=2"]
+GENERATION_KEYS = ("fid", "precision", "recall", "density", "coverage", "apd_cm", "dnn")
 
 
 def common(run_dir: Path, amass: Path, prepared: Path) -> list[str]:
@@ -58,6 +65,61 @@ def splits(prepared: Path) -> AmassDataModule:
     dm = AmassDataModule(prepared)
     dm.setup()
     return dm
+
+
+def direct_generation(prior_path: Path, prepared: Path) -> dict[str, dict]:
+    """The TINY_GENERATION metrics computed directly (no runner, no cache), per convention."""
+    body_model = load_body_model("open-light", "smpl")
+    train = np.load(splits(prepared).dataset("train").path)
+    stats = load_train_statistics(train, num_references=100, seed=2, body_model=body_model, log=lambda _: None)
+    prior = load_prior(prior_path)
+    return {conv: generation_metrics(prior, body_model, train, num_samples=n, convention=conv, stats=stats, seed=2,
+                                     apd_samples=40, dnn_samples=30, chunk=128)
+            for conv, n in (("dposer-x", 300), ("nrdf", 60))}
+
+
+def test_eval_generation_files_equal_direct_metrics(tmp_path, demo_amass_tree, prepared_amass: PrepareReport,
+                                                    tiny_priors) -> None:
+    prepared = Path(prepared_amass.prepared_dir)
+    cfg = load_config(CONFIGS_DIR / "eval_generation.yaml",
+                      [f"priors=[{tiny_priors['gan_s']},{tiny_priors['gmm']}]",
+                       *common(tmp_path / "gen", demo_amass_tree, prepared), *TINY_GENERATION])
+    run = run_eval_generation(cfg)
+    record = json.loads((run / "generation.json").read_text())
+    rows = list(csv.DictReader(open(run / "generation.csv")))
+    assert [(r["name"], r["convention"]) for r in rows] == [
+        ("gan_s", "dposer-x"), ("gan_s", "nrdf"), ("gmm", "dposer-x"), ("gmm", "nrdf")]
+    for name in ("gan_s", "gmm"):
+        direct = direct_generation(tiny_priors[name], prepared)
+        for r in [r for r in record["results"] if r["name"] == name]:
+            expected = direct[r["convention"]]
+            assert r["num_samples"] == expected["num_samples"] and r["world_size"] == 1
+            for key in GENERATION_KEYS:
+                if key in expected:
+                    assert r[key] == pytest.approx(expected[key], rel=1e-12, abs=1e-12), (name, key)
+    assert float(rows[0]["fid"]) == pytest.approx(record["results"][0]["fid"], rel=1e-12)
+    assert list((run / "wandb").glob("offline-run-*"))
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_eval_generation_ddp_spawn_equals_single_process(tmp_path, demo_amass_tree, prepared_amass: PrepareReport,
+                                                         tiny_priors) -> None:
+    """2 CPU processes (Lightning ddp_spawn, gloo): each draws its share, the metrics of the gathered set are
+    the single process's."""
+    prepared = Path(prepared_amass.prepared_dir)
+    results = {}
+    for name, extra in (("single", ["trainer.devices=1"]),
+                        ("ddp", ["trainer.devices=2", "trainer.strategy=ddp_spawn"])):
+        cfg = load_config(CONFIGS_DIR / "eval_generation.yaml",
+                          [f"prior={tiny_priors['gan_s']}", *common(tmp_path / name, demo_amass_tree, prepared),
+                           *TINY_GENERATION, "logger.wandb_mode=disabled", *extra])
+        results[name] = json.loads((run_eval_generation(cfg) / "generation.json").read_text())["results"]
+    for one, two in zip(results["single"], results["ddp"]):
+        assert (one["world_size"], two["world_size"]) == (1, 2)
+        for key in GENERATION_KEYS:
+            if key in one:
+                assert two[key] == pytest.approx(one[key], rel=1e-9, abs=1e-12), key
 
 
 @pytest.mark.slow
@@ -146,7 +208,7 @@ def test_compare_two_priors_writes_one_row_each(tmp_path, demo_amass_tree, prepa
     priors = f"priors=[{tiny_priors['gan_s']},{tiny_priors['gmm']}]"
     cfg = load_config(CONFIGS_DIR / "compare.yaml",
                       [priors, *common(tmp_path / "cmp", demo_amass_tree, prepared), *TINY_COVERAGE, *TINY_INTERP,
-                       "coverage.tsne_points=0"])
+                       *TINY_GENERATION, "coverage.tsne_points=0"])
     out = run_compare(cfg)
     rows = list(csv.DictReader(open(out / "comparison.csv")))
     assert [r["prior"] for r in rows] == ["gan_s", "gmm"] and [r["kind"] for r in rows] == ["gan", "gmm"]
@@ -155,9 +217,31 @@ def test_compare_two_priors_writes_one_row_each(tmp_path, demo_amass_tree, prepa
         assert float(r["train_recall_mean_mm"]) == pytest.approx(cov["train"]["recall"]["mean_mm"])
         interp = json.loads((out / r["prior"] / "interpolation" / "interpolation.json").read_text())
         assert float(r["interp_ratio_median"]) == pytest.approx(interp["ratio_median"])
+        direct = direct_generation(tiny_priors[r["prior"]], prepared)  # the generation columns: same numbers
+        assert int(r["dposer_x_num_samples"]) == 300 and int(r["nrdf_num_samples"]) == 60
+        for key in GENERATION_KEYS:
+            assert float(r[f"dposer_x_{key}"]) == pytest.approx(direct["dposer-x"][key], rel=1e-12, abs=1e-12), key
+        assert float(r["nrdf_fid"]) == pytest.approx(direct["nrdf"]["fid"], rel=1e-12)
+        assert (out / r["prior"] / "generation" / "generation.json").is_file()
     md = (out / "comparison.md").read_text().splitlines()
-    assert md[0].startswith("| prior") and len(md) == 4 and "gan_s" in md[2] and "gmm" in md[3]
+    assert md[0].startswith("| prior") and "FID (DPoser-X)" in md[0] and "APD cm (NRDF)" in md[0]
+    assert len(md) == 6 and "gan_s" in md[2] and "gmm" in md[3] and md[4] == "" and md[5].startswith("Sizes: ")
+    assert "DPoser-X: 300 samples" in md[5]
     assert (out / "comparison_cdf.png").is_file() and (out / "comparison_interpolation.png").is_file()
+
+
+def test_compare_refuses_a_shape_prior_before_writing(tmp_path, demo_amass_tree, prepared_amass: PrepareReport,
+                                                      tiny_priors) -> None:
+    from pose_prior.priors.shape.networks import ShapeGenerator
+    from pose_prior.priors.shape.prior import GanBetaPrior
+
+    shape = tmp_path / "gan_beta" / "prior.pt"
+    GanBetaPrior(ShapeGenerator(latent_dim=16, hidden=64), make_latent("S", 16)).save(shape)
+    cfg = load_config(CONFIGS_DIR / "compare.yaml", [f"priors=[{tiny_priors['gan_s']},{shape}]",
+                                                     *common(tmp_path / "cmp", demo_amass_tree, prepared_amass.prepared_dir)])
+    with pytest.raises(ConfigError, match=r"yields 'betas'.*shape priors are not compared yet"):
+        run_compare(cfg)
+    assert not (tmp_path / "cmp").exists()
 
 
 @pytest.mark.slow
@@ -171,7 +255,7 @@ def test_compare_without_priors_trains_every_kind_and_tables_them(tmp_path, demo
         "coverage.tsne_points=0", f"train.run_dir={tmp_path / 'priors'}",
         f"train.overrides.gan_s={gan}", f"train.overrides.gan_u={gan}", f"train.overrides.gan_n={gan}",
         "train.overrides.vposer=[trainer.max_epochs=1,trainer.val_batches=1,data.batch_size=32]",
-        "train.overrides.gmm=[gmm.n_components=2,gmm.max_iter=5]",
+        "train.overrides.gmm=[gmm.n_components=2,gmm.max_iter=5]", *TINY_GENERATION,
     ])
     out = run_compare(cfg)
     rows = list(csv.DictReader(open(out / "comparison.csv")))
@@ -180,4 +264,4 @@ def test_compare_without_priors_trains_every_kind_and_tables_them(tmp_path, demo
     for r in rows:
         assert (tmp_path / "priors" / r["prior"] / "prior.pt").is_file()
         assert np.isfinite(float(r["train_recall_mean_mm"])) and float(r["train_recall_mean_mm"]) > 0
-    assert len((out / "comparison.md").read_text().splitlines()) == 2 + 5
+    assert len((out / "comparison.md").read_text().splitlines()) == 2 + 5 + 2  # header, 5 priors, sizes

@@ -225,7 +225,7 @@ def test_comparison_table_columns_are_numeric_and_unique() -> None:
     from experiments.compare import comparison_numbers
 
     stats = {"mean_mm": 1.0, "std_mm": 2.0, "median_mm": 3.0}
-    cov = {"a": {"prior": {"kind": "gan"}, "train": {"recall": stats, "precision": stats},
+    cov = {"a": {"prior": {"kind": "gan", "trained_epochs": 8, "trained_global_step": 52800}, "train": {"recall": stats, "precision": stats},
                  "test": {"recall": stats, "precision": stats}}}
     interp = {"a": {"ratio_mean": 1.1, "ratio_std": 0.1, "ratio_median": 1.0, "pairs": 3, "steps": 11}}
     (record,) = comparison_numbers(cov, interp, ["a/prior.pt"])
