@@ -18,7 +18,7 @@ yaml_list = [$(subst $(space),$(comma),$(strip $(1)))]
 .DEFAULT_GOAL := help
 .PHONY: help install check-gpu test test-slow lint demo-data prepare-amass convert-authors convert-smpl build-open-model bench sweep sweep-local \
 	train-gan-s train-gan-u train-gan-n train-gan-beta train-gan-theta-beta train-vposer train-gmm demo-images train-regressor eval-regressor \
-	demo-h36m eval-h36m eval-coverage eval-interp eval-generation eval-ik compare
+	demo-h36m eval-h36m eval-coverage eval-interp eval-generation eval-shape eval-ik compare
 
 help: ## Show this list of targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
@@ -119,6 +119,9 @@ eval-interp: ## Interpolation smoothness of a prior (Table 2, Fig. 5): make eval
 
 eval-generation: ## FID / PRDC / APD / dNN generation metrics of priors: make eval-generation PRIOR="a.pt b.pt"
 	$(RUN) eval_generation $(if $(strip $(PRIOR)),"priors=$(call yaml_list,$(PRIOR))") $(ARGS)
+
+eval-shape: ## Shape priors vs betas ~ N(0, I) (supp. D): make eval-shape PRIOR="gan_beta.pt gan_theta_beta.pt gan_s.pt+gan_beta.pt"
+	$(RUN) eval_shape $(if $(strip $(PRIOR)),"priors=$(call yaml_list,$(PRIOR))") $(ARGS)
 
 eval-ik: ## 3D-joint IK benchmarks through a prior: make eval-ik PRIOR="a.pt b.pt" (none = no prior)
 	$(RUN) eval_ik $(if $(strip $(PRIOR)),"priors=$(call yaml_list,$(PRIOR))") $(ARGS)

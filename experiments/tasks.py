@@ -20,7 +20,7 @@ from experiments.schemas.gan import TrainGanConfig
 from experiments.schemas.generation import EvalGenerationConfig, EvalIKConfig
 from experiments.schemas.h36m import EvalH36MConfig
 from experiments.schemas.regression import DemoImagesTaskConfig, EvalRegressorConfig, TrainRegressorConfig
-from experiments.schemas.shape import TrainShapeGanConfig
+from experiments.schemas.shape import EvalShapeConfig, TrainShapeGanConfig
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ TASKS: dict[str, Task] = {
     "eval-interp": Task(EvalInterpConfig, "experiments.eval_interp:run_eval_interp"),
     "compare": Task(CompareConfig, "experiments.compare:run_compare"),
     "eval-generation": Task(EvalGenerationConfig, "experiments.eval_generation:run_eval_generation"),
+    "eval-shape": Task(EvalShapeConfig, "experiments.eval_shape:run_eval_shape"),
     "eval-ik": Task(EvalIKConfig, "experiments.eval_ik:run_eval_ik"),
     "demo-h36m": Task(EvalH36MConfig, "experiments.eval_h36m:run_demo_h36m"),
     "eval-h36m": Task(EvalH36MConfig, "experiments.eval_h36m:run_eval_h36m"),

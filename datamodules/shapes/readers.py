@@ -55,7 +55,7 @@ def read_surreal_shapes(path: str | os.PathLike, gender: Literal["male", "female
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: SURREAL's smpl_data.npz not found (download it from SURREAL's site, "
-                                "then set data.surreal_file)")
+                                "then set data.shapes_path)")
     genders = GENDERS if gender == "both" else (gender,)
     if not set(genders) <= set(GENDERS):
         raise ValueError(f"gender must be 'male', 'female' or 'both', got {gender!r}")

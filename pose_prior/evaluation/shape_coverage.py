@@ -1,7 +1,8 @@
 """Shape coverage of a shape prior (paper supplement D; the pose coverage of Sec. 4.1 applied to betas).
 
 Bodies are in the zero pose with their betas (zero orientation), so Eq. 5 (mean per-vertex distance)
-measures the shape alone. Recall: for each reference body of a split, the Eq. 5 distance to the nearest of
+measures the shape alone; with body poses given (GAN-theta-beta, the disentangled pair), the bodies are
+posed, each with its own betas, and Eq. 5 measures pose and shape together. Recall: for each reference body of a split, the Eq. 5 distance to the nearest of
 `num_generated` generated bodies. Precision: for each generated body, the distance to the nearest body of
 the split. Distances in mm, as the pose coverage reports them. The unbounded baseline is SMPL's own PCA
 prior, betas ~ N(0, I) (`normal_betas`).
@@ -28,12 +29,17 @@ MM_PER_M = 1000.0
 
 
 @torch.no_grad()
-def shape_vertices(body_model: nn.Module, betas: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-    """(N, K) betas -> (N, V, 3) vertices in the zero pose, zero orientation (model units, metres)."""
+def shape_vertices(body_model: nn.Module, betas: torch.Tensor, chunk: int = 1024,
+                   body_pose: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, K) betas -> (N, V, 3) vertices, zero orientation (model units, metres); in the zero pose, or in
+    `body_pose` (N, 63) axis-angle when given."""
+    if body_pose is not None and body_pose.shape[0] != betas.shape[0]:
+        raise ValueError(f"{betas.shape[0]} betas but {body_pose.shape[0]} body poses")
     out = []
-    for b in betas.split(chunk):
-        b = b.to(device=_device(body_model), dtype=_dtype(body_model))
-        out.append(as_vertices(body_model(b.new_zeros(b.shape[0], 63), betas=b)).reshape(b.shape[0], -1, 3))
+    for start in range(0, betas.shape[0], chunk):
+        b = betas[start:start + chunk].to(device=_device(body_model), dtype=_dtype(body_model))
+        pose = b.new_zeros(b.shape[0], 63) if body_pose is None else body_pose[start:start + chunk].to(b)
+        out.append(as_vertices(body_model(pose, betas=b)).reshape(b.shape[0], -1, 3))
     return torch.cat(out)
 
 
@@ -85,9 +91,12 @@ class ShapeCoverage:
 @torch.no_grad()
 def evaluate_shape_coverage(generated_betas: torch.Tensor, reference_betas: torch.Tensor, body_model: nn.Module,
                             chunk: int = 1024, dtype: torch.dtype = torch.float32,
-                            method: Literal["bounds", "brute"] = "bounds") -> ShapeCoverage:
+                            method: Literal["bounds", "brute"] = "bounds",
+                            generated_poses: torch.Tensor | None = None,
+                            reference_poses: torch.Tensor | None = None) -> ShapeCoverage:
     """Recall of `reference_betas` (R, K) by `generated_betas` (G, K) and precision of the generated bodies
-    against the references, under Eq. 5 in the zero pose; generated bodies are made `chunk` at a time.
+    against the references, under Eq. 5 in the zero pose, or posed when `generated_poses` (G, 63) and
+    `reference_poses` (R, 63) are given (both or neither); generated bodies are made `chunk` at a time.
 
     `method`: "bounds" = the pose coverage's exact search (`StreamingNearestMesh` for recall,
     `ExactNearestMeshSearch` for precision: lower bounds skip most pairs, the survivors are re-ranked
@@ -95,7 +104,9 @@ def evaluate_shape_coverage(generated_betas: torch.Tensor, reference_betas: torc
     computation's float type."""
     if generated_betas.shape[0] == 0 or reference_betas.shape[0] == 0:
         raise ValueError("shape coverage needs at least one generated and one reference body")
-    refs = shape_vertices(body_model, reference_betas).to(dtype)  # (R, V, 3), held whole: a split is small
+    if (generated_poses is None) != (reference_poses is None):
+        raise ValueError("give body poses for both the generated and the reference bodies, or for neither")
+    refs = shape_vertices(body_model, reference_betas, body_pose=reference_poses).to(dtype)  # (R, V, 3), held whole: a split is small
     G = generated_betas.shape[0]
     if method == "bounds":
         recall = StreamingNearestMesh(refs, dtype=dtype)
@@ -104,7 +115,8 @@ def evaluate_shape_coverage(generated_betas: torch.Tensor, reference_betas: torc
     recall_d = torch.full((refs.shape[0],), float("inf"), dtype=dtype)
     recall_i = torch.full((refs.shape[0],), -1, dtype=torch.long)
     for start in range(0, G, chunk):
-        gen = shape_vertices(body_model, generated_betas[start:start + chunk]).to(dtype)  # (g, V, 3)
+        poses = None if generated_poses is None else generated_poses[start:start + chunk]
+        gen = shape_vertices(body_model, generated_betas[start:start + chunk], body_pose=poses).to(dtype)  # (g, V, 3)
         if method == "bounds":
             recall.update(gen, start)
             dist_p, idx_p = search.search(gen)

@@ -166,3 +166,26 @@ def test_prior_betas_are_seeded() -> None:
     prior = _beta_prior()
     torch.testing.assert_close(prior_betas(prior, 10, seed=4), prior_betas(prior, 10, seed=4), rtol=0, atol=0)
     assert prior_betas(prior, 10, seed=4).shape == (10, 10)
+
+
+def test_posed_shape_coverage_equals_a_float64_brute_force_loop(light_body_model_f64) -> None:
+    """Bodies posed AND shaped (GAN-theta-beta, the pair): Eq. 5 over every pair by an explicit loop."""
+    g = torch.Generator().manual_seed(5)
+    gen_b, ref_b = normal_betas(11, seed=3).double(), normal_betas(7, seed=4).double()
+    gen_p = (0.3 * torch.randn(11, 63, generator=g)).double()
+    ref_p = (0.3 * torch.randn(7, 63, generator=g)).double()
+    vg = light_body_model_f64(gen_p, betas=gen_b).vertices
+    vr = light_body_model_f64(ref_p, betas=ref_b).vertices
+    d = torch.empty(7, 11, dtype=torch.float64)
+    for i in range(7):
+        for j in range(11):
+            d[i, j] = (vr[i] - vg[j]).norm(dim=-1).mean()
+    for method in ("bounds", "brute"):
+        result = evaluate_shape_coverage(gen_b, ref_b, light_body_model_f64, chunk=4, dtype=torch.float64,
+                                         method=method, generated_poses=gen_p, reference_poses=ref_p)
+        tol = 1e-10 if method == "brute" else 1e-5
+        torch.testing.assert_close(result.recall.distance_mm, d.min(1).values * 1000, rtol=tol, atol=1e-9)
+        torch.testing.assert_close(result.precision.distance_mm, d.min(0).values * 1000, rtol=tol, atol=1e-9)
+    # the zero pose is not what was measured: posing changes the distances
+    zero = evaluate_shape_coverage(gen_b, ref_b, light_body_model_f64, dtype=torch.float64, method="brute")
+    assert not torch.allclose(zero.recall.distance_mm, d.min(1).values * 1000)
