@@ -14,8 +14,9 @@ reused when `train.run_dir/<name>/prior.pt` exists) through their own runners, e
 embedded-default budget (its YAML's `embedded_default:`; GAN: 8 x 600 iterations at batch 64, about 10
 minutes of one core each), then compared.
 
-The tables are sections keyed by what a prior yields (`Prior.yields`): today one, body-pose priors;
-a prior of another kind (a shape prior) is refused with a message until its section exists.
+The tables are sections keyed by what a prior yields (`Prior.yields`): body-pose priors (Tables 1-2 and the
+generation metrics), and shape priors (GAN-beta, GAN-theta-beta, a POSE.pt+SHAPE.pt pair: eval-shape's table
+against betas ~ N(0, I), sizes from the `shape` section) in a table of their own.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ class Section:
     `table(paths, names, cfg, out_dir) -> (columns, rows, records)` (rows of strings for comparison.md,
     one flat full-precision record per prior for comparison.csv / W&B)."""
 
-    yields: str
+    yields: tuple[str, ...]
     title: str
     table: Callable[[list[str], list[str], DictConfig, Path], tuple[list[str], list[list[str]], list[dict[str, Any]]]]
 
@@ -170,24 +171,45 @@ def body_pose_comparison(paths: list[str], names: list[str], cfg: DictConfig,
     return columns, rows, records
 
 
-SECTIONS = [Section("body_pose", "Body-pose priors: Table 1 (Eq. 5, mm), Table 2 (Eq. 6 ratio), generation metrics",
-                    body_pose_comparison)]
+def shape_prior_comparison(paths: list[str], names: list[str], cfg: DictConfig,
+                           out: Path) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
+    """The shape priors' table (eval-shape's, with its "normal" row, betas ~ N(0, I)), into `out`/shape."""
+    from experiments.eval_shape import TABLE_HEADERS, shape_comparison, shape_table_cells
+
+    _, rows = shape_comparison(paths, names, cfg, out / "shape")
+    records = [{"prior": r["name"], "path": None if r["name"] == "normal" else paths[names.index(r["name"])],
+                **{f"shape_{k}": v for k, v in r.items() if k != "name"}} for r in rows]
+    return list(TABLE_HEADERS), [shape_table_cells(r) for r in rows], records
+
+
+SECTIONS = [Section(("body_pose",), "Body-pose priors: Table 1 (Eq. 5, mm), Table 2 (Eq. 6 ratio), generation metrics",
+                    body_pose_comparison),
+            Section(("betas", "body_pose+betas"), "Shape priors against betas ~ N(0, I) (supplement D; Eq. 5, mm; "
+                    "Eq. 6 ratio)", shape_prior_comparison)]
+
+
+def _yields_of(entry: str) -> str:
+    """What a `priors` entry yields; POSE.pt+SHAPE.pt is the disentangled pose-and-shape pair."""
+    from experiments.eval_shape import PAIR_SEPARATOR, load_shape_entry
+
+    if PAIR_SEPARATOR in entry:
+        return load_shape_entry(entry).yields
+    return load_prior_file(entry, "priors").yields
 
 
 def sections_of(paths: list[str], names: list[str]) -> list[tuple[Section, list[str], list[str]]]:
     """(section, paths, names) per section with priors, in SECTIONS order; a prior no section takes is refused."""
-    by_yield: dict[str, tuple[list[str], list[str]]] = {}
-    known = {s.yields for s in SECTIONS}
+    by_section: dict[int, tuple[list[str], list[str]]] = {}
     for path, name in zip(paths, names):
-        yields = load_prior_file(path, "priors").yields
-        if yields not in known:
-            raise ConfigError(
-                f"priors: {path} yields {yields!r}; compare tables only priors yielding {sorted(known)} so far "
-                "(shape priors are not compared yet: leave it out of `priors`)")
-        by_yield.setdefault(yields, ([], []))
-        by_yield[yields][0].append(path)
-        by_yield[yields][1].append(name)
-    return [(s, *by_yield[s.yields]) for s in SECTIONS if s.yields in by_yield]
+        yields = _yields_of(path)
+        index = next((i for i, s in enumerate(SECTIONS) if yields in s.yields), None)
+        if index is None:
+            known = sorted(y for s in SECTIONS for y in s.yields)
+            raise ConfigError(f"priors: {path} yields {yields!r}; compare tables priors yielding {known}")
+        by_section.setdefault(index, ([], []))
+        by_section[index][0].append(path)
+        by_section[index][1].append(name)
+    return [(SECTIONS[i], *by_section[i]) for i in sorted(by_section)]
 
 
 def run_compare(cfg: DictConfig) -> Path:

@@ -271,7 +271,7 @@ def table_rows(records: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _cells(row: Mapping[str, Any]) -> list[str]:
+def shape_table_cells(row: Mapping[str, Any]) -> list[str]:
     f = lambda v, d=1: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
     return [row["name"], row["kind"], f(row["recall_mm"]), f(row["recall_median_mm"]), f(row["precision_mm"]),
             f(row["precision_median_mm"]), f(row["posed_recall_mm"]), f(row["posed_precision_mm"]),
@@ -287,7 +287,7 @@ def write_tables(out_dir: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(out_dir / "shape.csv", buf.getvalue())
     note = ("Eq. 5 distances in mm (mean; medians beside), zero pose unless 'posed'; interpolation: Eq. 6 ratio "
             "along random latent paths (1 = even steps).\n\n")
-    atomic_write_text(out_dir / "shape.md", note + table_markdown(TABLE_HEADERS, [_cells(r) for r in rows]))
+    atomic_write_text(out_dir / "shape.md", note + table_markdown(TABLE_HEADERS, [shape_table_cells(r) for r in rows]))
 
 
 def evaluate_shape_priors(paths: list[str], names: list[str], cfg: DictConfig, out_dir: Path
@@ -344,6 +344,6 @@ def run_eval_shape(cfg: DictConfig) -> Path:
     run_dir = prepare_run_dir(cfg)
     rows, pictures = evaluate_shape_priors(entries, list(cfg.names), cfg, run_dir)
     _log(cfg, run_dir, rows, pictures)
-    print_table("Shape priors vs betas ~ N(0, I) (Eq. 5, mm; Eq. 6 ratio)", TABLE_HEADERS, [_cells(r) for r in rows])
+    print_table("Shape priors vs betas ~ N(0, I) (Eq. 5, mm; Eq. 6 ratio)", TABLE_HEADERS, [shape_table_cells(r) for r in rows])
     print(f"results.json, shape.csv, shape.md and figures in {run_dir}")
     return run_dir

@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Literal, Optional
 
 from experiments.schemas.common import BodyModelConfig, LoggerConfig, TrainerConfig
 from experiments.schemas.data import AmassDataConfig, DemoDataConfig
+from experiments.schemas.shape import ShapeEvalSizesConfig
 
 
 @dataclass
@@ -116,6 +117,7 @@ class CompareConfig:
     coverage: CoverageSizesConfig = field(default_factory=CoverageSizesConfig)
     interpolation: InterpolationSizesConfig = field(default_factory=InterpolationSizesConfig)
     generation: GenerationSettingsConfig = field(default_factory=GenerationSettingsConfig)
+    shape: ShapeEvalSizesConfig = field(default_factory=ShapeEvalSizesConfig)  # the shape priors' table
     train: CompareTrainConfig = field(default_factory=CompareTrainConfig)
     trainer: EvalTrainerConfig = field(default_factory=EvalTrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)

@@ -14,7 +14,7 @@ import torch
 from datamodules.amass.datamodule import AmassDataModule
 from datamodules.amass.prepare import PrepareReport
 from experiments.compare import run_compare
-from experiments.config import CONFIGS_DIR, ConfigError, load_config
+from experiments.config import CONFIGS_DIR, load_config
 from experiments.eval_coverage import evaluate_prior_coverage, run_eval_coverage
 from experiments.eval_generation import run_eval_generation
 from experiments.eval_interp import evaluate_prior_interpolation
@@ -230,18 +230,36 @@ def test_compare_two_priors_writes_one_row_each(tmp_path, demo_amass_tree, prepa
     assert (out / "comparison_cdf.png").is_file() and (out / "comparison_interpolation.png").is_file()
 
 
-def test_compare_refuses_a_shape_prior_before_writing(tmp_path, demo_amass_tree, prepared_amass: PrepareReport,
-                                                      tiny_priors) -> None:
+def test_compare_tables_shape_priors_in_their_own_section(tmp_path, demo_amass_tree, prepared_amass: PrepareReport,
+                                                          tiny_priors) -> None:
+    """A GAN-beta file and a POSE.pt+SHAPE.pt pair go to the shape section: eval-shape's numbers (with its
+    N(0, I) row), beside the body-pose priors' table, in one comparison.md and comparison.csv."""
+    from experiments.eval_shape import shape_comparison
     from pose_prior.priors.shape.networks import ShapeGenerator
     from pose_prior.priors.shape.prior import GanBetaPrior
 
+    torch.manual_seed(0)
     shape = tmp_path / "gan_beta" / "prior.pt"
     GanBetaPrior(ShapeGenerator(latent_dim=16, hidden=64), make_latent("S", 16)).save(shape)
-    cfg = load_config(CONFIGS_DIR / "compare.yaml", [f"priors=[{tiny_priors['gan_s']},{shape}]",
-                                                     *common(tmp_path / "cmp", demo_amass_tree, prepared_amass.prepared_dir)])
-    with pytest.raises(ConfigError, match=r"yields 'betas'.*shape priors are not compared yet"):
-        run_compare(cfg)
-    assert not (tmp_path / "cmp").exists()
+    pair = f"{tiny_priors['gan_s']}+{shape}"
+    tiny_shape = ["shape.num_generated=40", "shape.num_references=15", "shape.num_posed_references=12",
+                  "shape.chunk_size=16", "shape.interp_pairs=3", "shape.interp_steps=4", "shape.tsne_points=0",
+                  "shape.render_samples=0", "shape.render_pairs=0"]
+    cfg = load_config(CONFIGS_DIR / "compare.yaml", [
+        f"priors=[{tiny_priors['gan_s']},{shape},'{pair}']", "names=[gan_s,gan_beta,pair]",
+        *common(tmp_path / "cmp", demo_amass_tree, prepared_amass.prepared_dir), *TINY_COVERAGE, *TINY_INTERP,
+        *TINY_GENERATION, "coverage.tsne_points=0", *tiny_shape])
+    out = run_compare(cfg)
+    md = (out / "comparison.md").read_text()
+    assert md.index("## Body-pose priors") < md.index("## Shape priors")
+    rows = {r["prior"]: r for r in csv.DictReader(open(out / "comparison.csv"))}
+    assert list(rows) == ["gan_s", "normal", "gan_beta", "pair"]
+    _, direct = shape_comparison([str(shape), pair], ["gan_beta", "pair"], cfg, tmp_path / "direct")
+    for d in direct:
+        for key in ("recall_mm", "precision_mm", "interp_ratio"):
+            assert float(rows[d["name"]][f"shape_{key}"]) == pytest.approx(d[key], rel=1e-9), (d["name"], key)
+    assert rows["pair"]["shape_posed_recall_mm"] and not rows["gan_beta"]["shape_posed_recall_mm"]
+    assert rows["gan_s"]["train_recall_mean_mm"] and not rows["gan_beta"]["train_recall_mean_mm"]
 
 
 @pytest.mark.slow

@@ -43,8 +43,10 @@ from torch.autograd.function import once_differentiable
 _leaky_relu_backward = torch.ops.aten.leaky_relu_backward
 
 # Poses per block of the per-joint loops: a block's activations stay in cache between ops. 512 and 1024 are
-# equally fast on one thread (2048 is ~15% slower); 1024 halves the parallel regions (thread barriers) of 512.
-CHUNK_POSES = 1024
+# equally fast on one thread (2048 is ~15% slower there), but with 2 threads every block is a parallel region
+# ending in a barrier: 2048 (one block per real or fake half at batch 1024) gave 3.09x against 2.67-3.06x
+# for 1024 in bench/train_throughput.py on the quiet 2-core machine.
+CHUNK_POSES = 2048
 
 
 class _Buffers:
