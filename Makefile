@@ -126,5 +126,5 @@ eval-shape: ## Shape priors vs betas ~ N(0, I) (supp. D): make eval-shape PRIOR=
 eval-ik: ## 3D-joint IK benchmarks through a prior: make eval-ik PRIOR="a.pt b.pt" (none = no prior)
 	$(RUN) eval_ik $(if $(strip $(PRIOR)),"priors=$(call yaml_list,$(PRIOR))") $(ARGS)
 
-compare: ## Coverage + interpolation of several priors side by side: make compare PRIORS="a.pt b.pt" (none: trains small ones)
+compare: ## Coverage + interpolation + generation metrics of several priors side by side (shape priors: own table): make compare PRIORS="a.pt b.pt" (none: trains small ones)
 	$(RUN) compare $(if $(strip $(PRIORS)),"priors=$(call yaml_list,$(PRIORS))") $(ARGS)
