@@ -21,9 +21,7 @@ against betas ~ N(0, I), sizes from the `shape` section) in a table of their own
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +34,7 @@ from callbacks.coverage import CoverageCallback
 from callbacks.interpolation import InterpolationCallback
 from experiments.config import CONFIGS_DIR, ConfigError, load_config, to_container
 from experiments.eval_coverage import evaluate_prior_coverage
-from experiments.eval_generation import evaluate_prior_generation
+from experiments.eval_generation import evaluate_prior_generation, write_csv
 from experiments.eval_interp import evaluate_prior_interpolation
 from experiments.evaluation import COVERAGE_COLUMNS, INTERP_COLUMNS, coverage_row, interp_row, load_prior_file
 from experiments.tables import print_table, table_markdown
@@ -175,9 +173,10 @@ def shape_prior_comparison(paths: list[str], names: list[str], cfg: DictConfig,
                            out: Path) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
     """The shape priors' table (eval-shape's, with its "normal" row, betas ~ N(0, I)), into `out`/shape."""
     from experiments.eval_shape import TABLE_HEADERS, shape_comparison, shape_table_cells
+    from pose_prior.evaluation.shape_evaluation import NORMAL
 
     _, rows = shape_comparison(paths, names, cfg, out / "shape")
-    records = [{"prior": r["name"], "path": None if r["name"] == "normal" else paths[names.index(r["name"])],
+    records = [{"prior": r["name"], "path": None if r["name"] == NORMAL else paths[names.index(r["name"])],
                 **{f"shape_{k}": v for k, v in r.items() if k != "name"}} for r in rows]
     return list(TABLE_HEADERS), [shape_table_cells(r) for r in rows], records
 
@@ -319,11 +318,7 @@ def write_comparison(out: Path, tables: list[tuple[str, list[str], list[list[str
     fields: list[str] = []
     for rec in records:
         fields += [k for k in rec if k not in fields]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(records)
-    atomic_write_text(out / "comparison.csv", buf.getvalue())
+    write_csv(out / "comparison.csv", records, fields)
 
 
 def write_figures(out: Path, coverage: dict[str, CoverageCallback], interp: dict[str, InterpolationCallback]) -> None:

@@ -18,8 +18,6 @@ Writes results.json (strict JSON), shape.csv, shape.md, the figures, csv/metrics
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from datamodules.shapes.datamodule import ShapeDataModule
 from experiments.config import ConfigError, to_container
+from experiments.eval_generation import write_csv
 from experiments.evaluation import (
     body_model_mismatch,
     body_model_of,
@@ -55,7 +54,7 @@ from pose_prior.evaluation.shape_evaluation import (
 from pose_prior.io import atomic_write_json, atomic_write_text
 from pose_prior.priors import Prior
 from pose_prior.priors.shape.pair import PoseShapePair
-from pose_prior.rows import take_rows
+from pose_prior.rows import sample_rows, take_rows
 from pose_prior.visual.plots import close, plot_distance_cdfs, plot_tsne, save_figure, tsne_embedding
 from pose_prior.visual.render import render_bodies, render_sequences
 
@@ -127,13 +126,6 @@ def _shape_data(cfg: DictConfig) -> ShapeDataModule:
                            valid_fraction=float(d.shapes_valid_fraction), test_fraction=float(d.shapes_test_fraction))
 
 
-def _subset(rows: int, count: int | None, seed: int) -> np.ndarray:
-    """Sorted seeded row ids: `count` of `rows` without replacement, all when count is None or >= rows."""
-    if count is None or count >= rows:
-        return np.arange(rows)
-    return np.sort(np.random.default_rng(seed).choice(rows, size=count, replace=False))
-
-
 def posed_references(cfg: DictConfig, betas: torch.Tensor, count: int, seed: int, split: str
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """(count, 63) seeded poses of the AMASS split, each with an independently drawn shape of `betas`."""
@@ -154,7 +146,7 @@ def evaluate_sources(cfg: DictConfig, entries: list[str], names: list[str], body
     s = _sizes(cfg)
     shapes = _shape_data(cfg)
     refs_all = shapes.betas(s.split)
-    ref_rows = _subset(refs_all.shape[0], s.num_references, s.seed)
+    ref_rows = sample_rows(refs_all.shape[0], s.num_references, s.seed)
     refs = refs_all[torch.from_numpy(ref_rows)]
     train_betas = shapes.betas("train")
     sources: list[tuple[str, str | None, Prior | None]] = [(NORMAL, None, None)]
@@ -280,11 +272,7 @@ def shape_table_cells(row: Mapping[str, Any]) -> list[str]:
 
 def write_tables(out_dir: Path, rows: list[dict[str, Any]]) -> None:
     """shape.csv (full precision) and shape.md (the printed table)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out_dir / "shape.csv", buf.getvalue())
+    write_csv(out_dir / "shape.csv", rows, COLUMNS)
     note = ("Eq. 5 distances in mm (mean; medians beside), zero pose unless 'posed'; interpolation: Eq. 6 ratio "
             "along random latent paths (1 = even steps).\n\n")
     atomic_write_text(out_dir / "shape.md", note + table_markdown(TABLE_HEADERS, [shape_table_cells(r) for r in rows]))

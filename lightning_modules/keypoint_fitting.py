@@ -2,7 +2,7 @@
 
 Run with `Trainer(inference_mode=False)` and `trainer.test(module, dataloaders=...)`: each rank fits its
 shard (Lightning's distributed sampler) and keeps its per-frame results in memory (body_pose, latent,
-global_orient, transl, losses, iterations, MPJPE and P-MPJPE, the frame's dataset index). At the end of
+betas, global_orient, transl, losses, iterations, evaluations, MPJPE and P-MPJPE, the frame's dataset index). At the end of
 the test loop the shards are all-gathered and `merge_fits` orders them by frame (dropping the frames the
 distributed sampler pads with): `module.fits` then holds the merged arrays on every rank, and
 `module.fit_seconds` the wall time of the fitting itself (the `fit_keypoints` calls, without data loading,

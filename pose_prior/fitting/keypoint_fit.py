@@ -250,6 +250,13 @@ class _PriorInFit:
             return None
         return self.prior.decode_betas(z.to(self.prior.dtype)).to(self.dtype)
 
+    def matrices_and_betas(self, z: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(R, dim) -> (R, 21, 3, 3), (R, k) or None: a shape prior's two parts from one decode."""
+        if not self.shaped:
+            return self.matrices(z), None
+        rot, betas = self.prior.decode_matrices_and_betas(z.to(self.prior.dtype))
+        return rot.to(self.dtype), betas.to(self.dtype)
+
     def body_pose(self, z: torch.Tensor) -> torch.Tensor:
         return self.prior.decode(z.to(self.prior.dtype)).to(self.dtype)
 
@@ -332,8 +339,7 @@ def fit_keypoints(
     R = starts.shape[0]
     n_orient = 2 if s.flip else 1
     with torch.no_grad():
-        rot0 = param.matrices(starts[0])  # (B, 21, 3, 3)
-        betas0 = param.betas(starts[0])  # (B, k) or None
+        rot0, betas0 = param.matrices_and_betas(starts[0])  # (B, 21, 3, 3), (B, k) or None
 
     # --- camera stage: rows (orientation o, sample b) = o * B + b ---
     orient0 = _rot_x_pi(B, dtype, device) if init_global_orient is None else init_global_orient.to(kp).reshape(B, 3)
@@ -385,7 +391,8 @@ def fit_keypoints(
     def body_terms(x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         z = x[:, :D]
         t = vars_to_camera(x[:, D + 3:], s.focal)
-        pts = keypoint_body(axis_angle_to_matrix(x[:, D:D + 3]), param.matrices(z), t, param.betas(z))
+        rot, betas = param.matrices_and_betas(z)  # one decode per evaluation, shape priors included
+        pts = keypoint_body(axis_angle_to_matrix(x[:, D:D + 3]), rot, t, betas)
         proj = perspective_project(pts, torch.zeros_like(t), s.focal, ctr_n[rows])
         return reprojection_loss(proj, kp_n[rows], conf_n[rows], s.sigma), param.penalty(z, s)
 

@@ -85,6 +85,10 @@ class PoseShapePair(Prior):
         zp, zs = self.split(z)
         return self.pose.decode(zp), self.shape.decode(zs)
 
+    def decode_matrices_and_betas(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        zp, zs = self.split(z)
+        return self.pose.decode_matrices(zp), self.shape.decode(zs)
+
     def project(self, z: torch.Tensor) -> torch.Tensor:
         zp, zs = self.split(z)
         return torch.cat([self.pose.project(zp), self.shape.project(zs)], -1)

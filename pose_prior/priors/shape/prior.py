@@ -97,6 +97,10 @@ class GanThetaBetaPrior(_ShapeLatentPrior):
         rot, betas = self.generator.both(z)
         return matrices_to_body_pose(rot), betas
 
+    def decode_matrices_and_betas(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n, latent_dim) -> (n, 21, 3, 3), (n, K) from one generator pass; differentiable in z (fitting)."""
+        return self.generator.both(z)
+
     def body_vertices(self, z: torch.Tensor, body_model: nn.Module) -> torch.Tensor:
         """(n, V, 3) bodies in the decoded pose WITH the decoded betas (zero orientation)."""
         rot, betas = self.generator.both(z)
