@@ -22,7 +22,8 @@ Objective per sample: sum over observed joints of the squared error in millimetr
 and the priors' penalties, e.g. the GMM's, at the scales of the 2D fit) plus `prior.fit_penalty`, minimised
 by `batched_lbfgs` (per-sample state: a sample's result does not depend on its batch-mates), the latent
 projected onto its support after every step when the prior is constrained (S, U). Several starts
-(`restarts`): the lowest final objective wins per sample.
+(`restarts`): the lowest final objective wins per sample. `start_pool` > 0: each row starts from the best,
+by the objective, of its own start and that many seeded prior samples (`pose_prior.fitting.starts`).
 
 Metrics (HuProSO3's): MPJPE over joints 0-21, observed and occluded alike (mm); MGEO, the mean over the 21
 body joints of the geodesic angle between the recovered and ground-truth rotations (rad). HuProSO3
@@ -39,6 +40,7 @@ from torch import nn
 
 from pose_prior.fitting.keypoint_fit import FitSettings, _PriorInFit
 from pose_prior.fitting.lbfgs import batched_lbfgs
+from pose_prior.fitting.starts import draw_pool, select_starts
 from pose_prior.priors.base import Prior
 from pose_prior.priors.none import NoPrior
 from pose_prior.rotations import body_pose_to_matrices, matrix_to_axis_angle
@@ -75,6 +77,9 @@ class Joints3DFitSettings:
     fit_root: bool = False  # also optimise global orientation + translation (HuProSO3: root-relative, off)
     restarts: int = 1  # latent starts per sample (`prior.fit_starts`), best kept per sample
     candidates: int = 256  # seeded candidates the S starts are picked from
+    # per row, start from the lowest-objective latent among the row's own start and this many seeded prior
+    # samples (with zero orientation and translation); 0 = off
+    start_pool: int = 0
     seed: int = 0
     gmm_weight: float = 4.78  # GMM prior: gmm_weight^2 x max-mixture penalty (as the 2D fit)
     latent_l2_weight: float = 0.0  # latent priors: optional latent_l2_weight^2 ||z||^2 (0: none)
@@ -121,6 +126,28 @@ def _broadcast_mask(mask: Optional[torch.Tensor], B: int, J: int, device: torch.
     return m
 
 
+POOL_CHUNK_ROWS = 1024  # full body-model forwards per scoring call of the start pool (memory: vertices)
+
+
+def _pool_starts(param: _PriorInFit, body_model: nn.Module, z0: torch.Tensor, target: torch.Tensor,
+                 weight: torch.Tensor, pen_settings: FitSettings, s: Joints3DFitSettings) -> torch.Tensor:
+    """Per row, the lowest-objective start among z0's (N, D) and `s.start_pool` seeded prior samples, each
+    scored by the fit's objective at zero orientation and translation (where `fit_root` starts)."""
+    pool = draw_pool(param.prior, s.start_pool, s.seed, z0)  # (M, D)
+    J = target.shape[1]
+    with torch.no_grad():
+        rot_pool, rot_own = param.matrices(pool), param.matrices(z0)  # decoded once: (M | N, 21, 3, 3)
+
+    def score(cand: Optional[torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
+        rot, z = (rot_own[rows], z0[rows]) if cand is None else (rot_pool[cand], pool[cand])
+        err = ((body_model(rot).joints[:, :J] - target[rows]) * MM_PER_M).square().sum(-1)  # (n, J) mm^2
+        loss = (err * weight[rows]).sum(-1)
+        pen = param.penalty(z, pen_settings)
+        return loss if pen is None else loss + pen
+
+    return select_starts(z0, pool, score, chunk_rows=POOL_CHUNK_ROWS)
+
+
 def fit_joints3d(prior: Optional[Prior], body_model: nn.Module, joints: torch.Tensor,
                  mask: Optional[torch.Tensor] = None, settings: Joints3DFitSettings | dict | None = None,
                  init_latent: Optional[torch.Tensor] = None) -> Joints3DFitResult:
@@ -145,8 +172,10 @@ def fit_joints3d(prior: Optional[Prior], body_model: nn.Module, joints: torch.Te
         starts[0] = init_latent.to(starts)
     R = starts.shape[0]
     z0 = param.project(starts.reshape(R * B, D))  # rows (start r, sample b) = r * B + b
-    x0 = torch.cat([z0, torch.zeros(R * B, 6, dtype=dtype, device=device)], -1) if s.fit_root else z0
     target_r, weight_r = target.repeat(R, 1, 1), weight.repeat(R, 1)
+    if s.start_pool > 0 and prior is not None:
+        z0 = _pool_starts(param, body_model, z0, target_r, weight_r, pen_settings, s)
+    x0 = torch.cat([z0, torch.zeros(R * B, 6, dtype=dtype, device=device)], -1) if s.fit_root else z0
 
     def project(x: torch.Tensor) -> torch.Tensor:
         return torch.cat([param.project(x[:, :D]), x[:, D:]], -1)

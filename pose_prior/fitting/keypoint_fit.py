@@ -47,6 +47,7 @@ from pose_prior.body_model.keypoint_body import KeypointBody
 from pose_prior.body_model.keypoints import KeypointMap, keypoint_map_for_body_model
 from pose_prior.fitting.camera import GMOF_SIGMA, gmof, perspective_project
 from pose_prior.fitting.lbfgs import batched_lbfgs
+from pose_prior.fitting.starts import draw_pool, select_starts
 from pose_prior.priors.base import Prior
 from pose_prior.priors.none import NoPrior
 from pose_prior.rotations import axis_angle_to_matrix
@@ -90,6 +91,9 @@ class FitSettings:
     flip: bool = True  # also fit from the 180-degree flipped orientation; keep the lower loss
     restarts: int = 1  # latent starts per sample (best kept per sample)
     candidates: int = 256  # seeded latent candidates the S starts are picked from
+    # per fit row, the body stage starts from the lowest-loss latent among the row's own start and this many
+    # seeded prior samples, scored at the camera stage's orientation and translation (0 = off)
+    start_pool: int = 0
     seed: int = 0
     # the gradient at a projected latent from the chain rule (False) or a fresh evaluation there (True,
     # earlier versions: one more objective evaluation per iteration; same optimum, other rounding)
@@ -273,6 +277,43 @@ class _PriorInFit:
         return starts.to(dtype=self.dtype, device=self.device)
 
 
+def pool_starts(
+    param: _PriorInFit,
+    keypoint_body: KeypointBody,
+    z0: torch.Tensor,
+    x_cam: torch.Tensor,
+    keypoints: torch.Tensor,
+    conf: torch.Tensor,
+    center: torch.Tensor,
+    settings: FitSettings,
+) -> torch.Tensor:
+    """Per fit row, the lowest-loss start among the row's own start and `settings.start_pool` seeded prior
+    samples, each scored by the body-stage objective at the row's camera-stage orientation and translation.
+
+    z0 (N, D) the rows' own starts, x_cam (N, 6) [axis-angle orientation, camera variables], keypoints
+    (N, K, 3), conf (N, K) body-stage confidences, center (N, 2) -> (N, D).
+    """
+    pool = draw_pool(param.prior, settings.start_pool, settings.seed, z0)  # (M, D)
+    with torch.no_grad():
+        rot_pool, betas_pool = param.matrices_and_betas(pool)  # (M, 21, 3, 3), (M, k) or None: decoded once
+        rot_own, betas_own = param.matrices_and_betas(z0)  # (N, 21, 3, 3)
+        root = axis_angle_to_matrix(x_cam[:, :3])  # (N, 3, 3)
+        t = vars_to_camera(x_cam[:, 3:], settings.focal)  # (N, 3)
+
+    def score(cand: Optional[torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
+        if cand is None:
+            rot, betas, z = rot_own[rows], None if betas_own is None else betas_own[rows], z0[rows]
+        else:
+            rot, betas, z = rot_pool[cand], None if betas_pool is None else betas_pool[cand], pool[cand]
+        pts = keypoint_body(root[rows], rot, t[rows], betas)
+        proj = perspective_project(pts, torch.zeros_like(t[rows]), settings.focal, center[rows])
+        loss = reprojection_loss(proj, keypoints[rows], conf[rows], settings.sigma)
+        pen = param.penalty(z, settings)
+        return loss if pen is None else loss + pen
+
+    return select_starts(z0, pool, score)
+
+
 # ------------------------------------------------------------------------------------------------
 # The fit
 # ------------------------------------------------------------------------------------------------
@@ -382,6 +423,9 @@ def fit_keypoints(
     # --- body stage: rows (start r, orientation o, sample b) = (r * n_orient + o) * B + b ---
     N = R * n_orient * B
     z0 = starts[:, None].expand(-1, n_orient, -1, -1).reshape(N, D)  # (N, D)
+    if s.start_pool > 0 and prior is not None:
+        z0 = pool_starts(param, keypoint_body, z0, x_cam.repeat(R, 1), kp.repeat(R * n_orient, 1, 1),
+                         body_conf.repeat(R * n_orient, 1), ctr.repeat(R * n_orient, 1), s)
     x_body = torch.cat([z0, x_cam.repeat(R, 1)], -1)  # (N, D + 6)
     kp_n, conf_n, ctr_n = kp.repeat(R * n_orient, 1, 1), body_conf.repeat(R * n_orient, 1), ctr.repeat(R * n_orient, 1)
 

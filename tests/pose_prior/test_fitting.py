@@ -138,11 +138,12 @@ def test_fitting_recovers_a_body_the_prior_can_express(light_body_model_f64) -> 
     assert (res.losses["reprojection"] < 5.0).all()  # px^2 summed over 47 keypoints
 
 
-def test_sample_alone_equals_sample_in_a_batch_of_32(light_body_model_f64) -> None:
+@pytest.mark.parametrize("start_pool", [0, 16])
+def test_sample_alone_equals_sample_in_a_batch_of_32(light_body_model_f64, start_pool: int) -> None:
     bm = light_body_model_f64
     prior = tame_prior("S")
     kp, *_ = make_problem(prior, bm, B=32, seed=7, layout="spin24", depth=45.0)
-    settings = FitSettings(body_iters=15, camera_iters=5)
+    settings = FitSettings(body_iters=15, camera_iters=5, start_pool=start_pool)
     batch = fit_keypoints(prior, bm, kp, "spin24", CENTER, settings)
     alone = fit_keypoints(prior, bm, kp[5:6], "spin24", CENTER, settings)
     assert torch.allclose(alone.latent, batch.latent[5:6], atol=1e-4)
@@ -150,6 +151,40 @@ def test_sample_alone_equals_sample_in_a_batch_of_32(light_body_model_f64) -> No
     assert torch.allclose(alone.transl, batch.transl[5:6], atol=1e-4 * 50)
     assert torch.allclose(alone.body_pose, batch.body_pose[5:6], atol=1e-4)
     assert alone.iterations[0] == batch.iterations[5]
+
+
+def test_start_pool_starts_each_row_from_its_lowest_loss_candidate(light_body_model_f64) -> None:
+    """With body_iters=0 the fit returns its body-stage starts: each must be the row's own start or one of
+    the seeded prior samples, whichever has the lowest reprojection loss at the camera-stage result, as a
+    plain loop over samples and candidates (one body at a time) finds."""
+    bm = light_body_model_f64
+    prior = tame_prior("S")
+    kp, *_ = make_problem(prior, bm, B=6, seed=3, layout="spin24", depth=45.0)
+    settings = FitSettings(body_iters=0, camera_iters=5, flip=False, start_pool=12, seed=4)
+    res = fit_keypoints(prior, bm, kp, "spin24", CENTER, settings)
+    own = prior.fit_starts(1, settings.candidates, settings.seed)  # (1, 32)
+    pool = prior.project(prior.sample(12, generator=torch.Generator().manual_seed(4)))
+    candidates = torch.cat([own, pool])  # (13, 32): the own start first (it wins ties)
+    kb = KeypointBody(bm, keypoint_map_for_body_model(bm, "spin24"))
+    names = list(kb.layout.joint_names)
+    picked_from_pool = 0
+    for b in range(6):
+        conf = kp[b, :, 2] * kb.available.double()
+        for name in settings.ignore_keypoints:
+            if name in names:
+                conf[names.index(name)] = 0.0
+        losses = []
+        for z in candidates:
+            pts = kb(axis_angle_to_matrix(res.global_orient[b:b + 1]), prior.decode_matrices(z[None]),
+                     res.transl[b:b + 1])
+            uv = perspective_project(pts, torch.zeros(1, 3, dtype=torch.float64), settings.focal, CENTER)[0]
+            r2 = (uv - kp[b, :, :2]) ** 2  # (K, 2)
+            gm = (settings.sigma**2 * r2 / (settings.sigma**2 + r2)).sum(-1)  # Geman-McClure, summed over x, y
+            losses.append(float((conf**2 * gm).sum()))
+        best = min(range(len(losses)), key=lambda i: (losses[i], i))
+        assert torch.allclose(res.latent[b], candidates[best], atol=1e-12)
+        picked_from_pool += best > 0
+    assert picked_from_pool > 0  # the pool changed some starts: the test sees the selection at work
 
 
 def test_gan_s_latent_stays_on_the_sphere_at_every_evaluation(light_body_model) -> None:

@@ -105,3 +105,28 @@ def test_geodesic_angles() -> None:
     pose[0, 3:6] = torch.tensor([0.0, 0.0, 0.5])
     angles = geodesic_angles(pose, gt)
     assert math.isclose(angles[0, 1].item(), 0.5, rel_tol=1e-12) and angles[0, 0] == 0
+
+
+def test_start_pool_starts_each_row_from_its_lowest_objective_candidate(light_body_model_f64) -> None:
+    """With no iterations the fit returns its starts: each the lowest observed-joint squared error (mm^2),
+    over the own start and the seeded pool, that a plain loop over samples and candidates finds."""
+    bm = light_body_model_f64
+    prior = tame_prior()
+    pose = prior.decode(prior.sample(4, generator=torch.Generator().manual_seed(2)))
+    target = joints_of(bm, pose)
+    mask = task_mask("occ_left_arm")
+    res = fit_joints3d(prior, bm, target, mask, settings={"iters": 0, "start_pool": 10, "seed": 5})
+    own = prior.fit_starts(1, 256, 5)
+    pool = prior.project(prior.sample(10, generator=torch.Generator().manual_seed(5)))
+    candidates = torch.cat([own, pool])
+    from_pool = 0
+    for b in range(4):
+        errs = []
+        for z in candidates:
+            joints = joints_of(bm, prior.decode(z[None]))[0]
+            sq = ((joints - target[b]) * 1000.0).square().sum(-1)  # (22,) mm^2
+            errs.append(float(sq[mask].sum()))
+        best = min(range(len(errs)), key=lambda i: (errs[i], i))
+        assert torch.allclose(res.latent[b], candidates[best], atol=1e-12)
+        from_pool += best > 0
+    assert from_pool > 0
