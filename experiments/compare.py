@@ -34,10 +34,10 @@ from callbacks.coverage import CoverageCallback
 from callbacks.interpolation import InterpolationCallback
 from experiments.config import CONFIGS_DIR, ConfigError, load_config, to_container
 from experiments.eval_coverage import evaluate_prior_coverage
-from experiments.eval_generation import evaluate_prior_generation, write_csv
+from experiments.eval_generation import evaluate_prior_generation
 from experiments.eval_interp import evaluate_prior_interpolation
 from experiments.evaluation import COVERAGE_COLUMNS, INTERP_COLUMNS, coverage_row, interp_row, load_prior_file
-from experiments.tables import print_table, table_markdown
+from experiments.tables import print_table, table_markdown, write_csv
 from experiments.tasks import TASKS
 from experiments.training import build_loggers, finish_loggers, prepare_run_dir
 from pose_prior.io import atomic_write_text

@@ -13,8 +13,6 @@ runs the same callback for its generation columns (`evaluate_prior_generation`).
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +28,10 @@ from experiments.evaluation import (
     load_splits,
     run_test_loop,
 )
-from experiments.tables import print_table
+from experiments.tables import print_table, write_csv
 from experiments.tasks import TASKS
 from experiments.training import build_loggers, finish_loggers, prepare_run_dir
-from pose_prior.io import atomic_write_json, atomic_write_text
+from pose_prior.io import atomic_write_json
 
 CSV_COLUMNS = ["name", "convention", "num_samples", "fid", "precision", "recall", "density", "coverage",
                "apd_cm", "dnn", "prior"]
@@ -63,14 +61,6 @@ def split_array(cfg: DictConfig, split: str) -> tuple[Path, np.ndarray]:
     """(path, memmap (N, 63)) of a prepared split (prepared on demand)."""
     path = split_file(cfg, split)
     return path, np.load(path, mmap_mode="r")
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
 
 
 def quiet_config(cfg: DictConfig, **changes: Any) -> DictConfig:

@@ -23,9 +23,9 @@ import torch
 from omegaconf import DictConfig
 
 from experiments.config import to_container
-from experiments.eval_generation import prior_paths, split_array, write_csv
+from experiments.eval_generation import prior_paths, split_array
 from experiments.evaluation import body_model_of, prior_description
-from experiments.tables import print_table
+from experiments.tables import print_table, write_csv
 from experiments.training import prepare_run_dir
 from pose_prior.fitting.joints3d_fit import (
     IK_TASKS,

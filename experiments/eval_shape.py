@@ -29,7 +29,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from datamodules.shapes.datamodule import ShapeDataModule
 from experiments.config import ConfigError, to_container
-from experiments.eval_generation import write_csv
 from experiments.evaluation import (
     body_model_mismatch,
     body_model_of,
@@ -38,7 +37,7 @@ from experiments.evaluation import (
     prior_description,
 )
 from experiments.schemas.shape import ShapeDataConfig, ShapeEvalSizesConfig
-from experiments.tables import print_table, table_markdown
+from experiments.tables import print_table, table_markdown, write_csv
 from experiments.training import build_loggers, finish_loggers, prepare_run_dir, say
 from pose_prior.evaluation.interpolation import interpolation_stats
 from pose_prior.evaluation.shape_coverage import evaluate_shape_coverage, shape_vertices
