@@ -16,7 +16,8 @@ minutes of one core each), then compared.
 
 The tables are sections keyed by what a prior yields (`Prior.yields`): body-pose priors (Tables 1-2 and the
 generation metrics), and shape priors (GAN-beta, GAN-theta-beta, a POSE.pt+SHAPE.pt pair: eval-shape's table
-against betas ~ N(0, I), sizes from the `shape` section) in a table of their own.
+against betas ~ N(0, I), sizes from the `shape` section) in a table of their own. Each table is
+followed by the sizes behind its numbers.
 """
 
 from __future__ import annotations
@@ -32,15 +33,24 @@ from omegaconf import DictConfig, OmegaConf
 
 from callbacks.coverage import CoverageCallback
 from callbacks.interpolation import InterpolationCallback
-from experiments.config import CONFIGS_DIR, ConfigError, load_config, to_container
+from experiments.config import CONFIGS_DIR, ConfigError, load_config
 from experiments.eval_coverage import evaluate_prior_coverage
 from experiments.eval_generation import evaluate_prior_generation
 from experiments.eval_interp import evaluate_prior_interpolation
-from experiments.evaluation import COVERAGE_COLUMNS, INTERP_COLUMNS, coverage_row, interp_row, load_prior_file
+from experiments.evaluation import (
+    COVERAGE_COLUMNS,
+    INTERP_COLUMNS,
+    coverage_row,
+    interp_row,
+    load_prior_file,
+    log_wandb_table,
+    sub_task_config,
+)
 from experiments.tables import print_table, table_markdown, write_csv
 from experiments.tasks import TASKS
-from experiments.training import build_loggers, finish_loggers, prepare_run_dir
+from experiments.training import prepare_run_dir
 from pose_prior.io import atomic_write_text
+from pose_prior.priors import Prior
 from pose_prior.visual.plots import close, plot_distance_cdfs, plot_interpolation_curves
 
 KIND_CONFIGS = {"gan_s": "gan_s.yaml", "gan_u": "gan_u.yaml", "gan_n": "gan_n.yaml", "vposer": "vposer.yaml",
@@ -111,18 +121,6 @@ def train_small_priors(cfg: DictConfig) -> tuple[list[str], list[str]]:
     return paths, names
 
 
-def _sub_config(cfg: DictConfig, task: str, prior: str, out_dir: Path) -> DictConfig:
-    """An eval-coverage / eval-interp config sharing compare's data, body model, sizes and trainer."""
-    section = "coverage" if task == "eval-coverage" else "interpolation"
-    node = OmegaConf.merge(OmegaConf.structured(TASKS[task].schema), {
-        "prior": prior, "output_dir": str(out_dir), "data": cfg.data, "demo": cfg.demo,
-        "body_model": cfg.body_model, section: cfg[section], "trainer": cfg.trainer,
-        "logger": {**to_container(cfg.logger), "wandb_mode": "disabled"},
-    })
-    OmegaConf.set_readonly(node, True)
-    return node
-
-
 def _names(cfg: DictConfig, paths: list[str]) -> list[str]:
     if cfg.names:
         if len(cfg.names) != len(paths):
@@ -135,24 +133,29 @@ def _names(cfg: DictConfig, paths: list[str]) -> list[str]:
 @dataclass
 class Section:
     """One table of the comparison: the priors yielding `yields`, evaluated by
-    `table(paths, names, cfg, out_dir) -> (columns, rows, records)` (rows of strings for comparison.md,
-    one flat full-precision record per prior for comparison.csv / W&B)."""
+    `table(paths, names, cfg, out_dir, files) -> (columns, rows, records)` (rows of strings for comparison.md,
+    one flat full-precision record per prior for comparison.csv / W&B; `files` the prior files loaded so far
+    in the run, by path), captioned by `note(cfg)`: the sizes behind its numbers."""
 
     yields: tuple[str, ...]
     title: str
-    table: Callable[[list[str], list[str], DictConfig, Path], tuple[list[str], list[list[str]], list[dict[str, Any]]]]
+    table: Callable[[list[str], list[str], DictConfig, Path, dict[str, Prior]],
+                    tuple[list[str], list[list[str]], list[dict[str, Any]]]]
+    note: Callable[[DictConfig], str]
 
 
-def body_pose_comparison(paths: list[str], names: list[str], cfg: DictConfig,
-                         out: Path) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
+def body_pose_comparison(paths: list[str], names: list[str], cfg: DictConfig, out: Path,
+                         files: dict[str, Prior]) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
     """Tables 1-2 and the generation metrics of body-pose priors; writes the two figures into `out`.
-    Empty on ranks other than zero."""
+    Empty on ranks other than zero. (`files` is not used: each runner loads its prior from its config.)"""
     coverage: dict[str, CoverageCallback] = {}
     interp: dict[str, InterpolationCallback] = {}
     generation: dict[str, list[dict[str, Any]]] = {}
     for name, path in zip(names, paths):
-        _, cov = evaluate_prior_coverage(_sub_config(cfg, "eval-coverage", path, out / name / "coverage"))
-        _, itp = evaluate_prior_interpolation(_sub_config(cfg, "eval-interp", path, out / name / "interpolation"))
+        _, cov = evaluate_prior_coverage(sub_task_config(cfg, "eval-coverage", "coverage", prior=path,
+                                                         output_dir=str(out / name / "coverage")))
+        _, itp = evaluate_prior_interpolation(sub_task_config(cfg, "eval-interp", "interpolation", prior=path,
+                                                              output_dir=str(out / name / "interpolation")))
         gen = (evaluate_prior_generation(cfg, path, name, out / name / "generation")
                if cfg.generation.conventions else [])
         if cov is not None and itp is not None and gen is not None:  # rank zero holds the results
@@ -169,38 +172,66 @@ def body_pose_comparison(paths: list[str], names: list[str], cfg: DictConfig,
     return columns, rows, records
 
 
-def shape_prior_comparison(paths: list[str], names: list[str], cfg: DictConfig,
-                           out: Path) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
-    """The shape priors' table (eval-shape's, with its "normal" row, betas ~ N(0, I)), into `out`/shape."""
+def shape_prior_comparison(paths: list[str], names: list[str], cfg: DictConfig, out: Path,
+                           files: dict[str, Prior]) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
+    """The shape priors' table (eval-shape's, with its "normal" row, betas ~ N(0, I)), into `out`/shape;
+    the files in `files` are not loaded again."""
     from experiments.eval_shape import TABLE_HEADERS, shape_comparison, shape_table_cells
     from pose_prior.evaluation.shape_evaluation import NORMAL
 
-    _, rows = shape_comparison(paths, names, cfg, out / "shape")
+    _, rows = shape_comparison(paths, names, cfg, out / "shape", files)
     records = [{"prior": r["name"], "path": None if r["name"] == NORMAL else paths[names.index(r["name"])],
                 **{f"shape_{k}": v for k, v in r.items() if k != "name"}} for r in rows]
     return list(TABLE_HEADERS), [shape_table_cells(r) for r in rows], records
 
 
+def body_pose_sizes_note(cfg: DictConfig) -> str:
+    """The sizes behind the body-pose table, for its caption (the published ones are larger)."""
+    c, i, g = cfg.coverage, cfg.interpolation, cfg.generation
+    parts = [f"Table 1: {c.num_generated:,} generated bodies, {c.num_references:,} references per split, "
+             f"{c.num_precision:,} precision samples (paper: 6,000,000 / 10,000 / 10,000)",
+             f"Table 2: {i.num_pairs} test pairs, {i.steps} meshes per path (paper: 100 pairs)"]
+    if "dposer-x" in g.conventions:
+        parts.append(f"DPoser-X: {g.dposer_x_samples:,} samples, PRDC real set {g.num_references:,} train poses, "
+                     f"k={g.prdc_k}, APD on {g.apd_samples}, dNN of {g.dnn_samples} samples (published: 50,000 / "
+                     "10,000 / 3 / 500)")
+    if "nrdf" in g.conventions:
+        parts.append(f"NRDF: {g.nrdf_samples:,} samples (published: 500)")
+    return "Sizes: " + "; ".join(parts) + "."
+
+
+def shape_sizes_note(cfg: DictConfig) -> str:
+    """The sizes behind the shape table (compare's `shape` section)."""
+    from experiments.eval_shape import sizes_note
+
+    return sizes_note(cfg)
+
+
 SECTIONS = [Section(("body_pose",), "Body-pose priors: Table 1 (Eq. 5, mm), Table 2 (Eq. 6 ratio), generation metrics",
-                    body_pose_comparison),
+                    body_pose_comparison, body_pose_sizes_note),
             Section(("betas", "body_pose+betas"), "Shape priors against betas ~ N(0, I) (supplement D; Eq. 5, mm; "
-                    "Eq. 6 ratio)", shape_prior_comparison)]
+                    "Eq. 6 ratio)", shape_prior_comparison, shape_sizes_note)]
 
 
-def _yields_of(entry: str) -> str:
-    """What a `priors` entry yields; POSE.pt+SHAPE.pt is the disentangled pose-and-shape pair."""
+def _yields_of(entry: str, files: dict[str, Prior]) -> str:
+    """What a `priors` entry yields; POSE.pt+SHAPE.pt is the disentangled pose-and-shape pair. The files it
+    loads are added to `files` (by path), one found there is not loaded again."""
     from experiments.eval_shape import PAIR_SEPARATOR, load_shape_entry
 
     if PAIR_SEPARATOR in entry:
-        return load_shape_entry(entry).yields
-    return load_prior_file(entry, "priors").yields
+        return load_shape_entry(entry, files).yields
+    if entry not in files:
+        files[entry] = load_prior_file(entry, "priors")
+    return files[entry].yields
 
 
-def sections_of(paths: list[str], names: list[str]) -> list[tuple[Section, list[str], list[str]]]:
-    """(section, paths, names) per section with priors, in SECTIONS order; a prior no section takes is refused."""
+def sections_of(paths: list[str], names: list[str], files: dict[str, Prior]
+                ) -> list[tuple[Section, list[str], list[str]]]:
+    """(section, paths, names) per section with priors, in SECTIONS order; a prior no section takes is refused.
+    The prior files it loads are kept in `files`, by path, for the sections."""
     by_section: dict[int, tuple[list[str], list[str]]] = {}
     for path, name in zip(paths, names):
-        yields = _yields_of(path)
+        yields = _yields_of(path, files)
         index = next((i for i, s in enumerate(SECTIONS) if yields in s.yields), None)
         if index is None:
             known = sorted(y for s in SECTIONS for y in s.yields)
@@ -212,29 +243,29 @@ def sections_of(paths: list[str], names: list[str]) -> list[tuple[Section, list[
 
 
 def run_compare(cfg: DictConfig) -> Path:
+    files: dict[str, Prior] = {}  # each prior file loaded once per run
     if cfg.priors:
         paths = [str(p) for p in cfg.priors]
         names = _names(cfg, paths)
-        groups = sections_of(paths, names)  # before anything is written: a refused prior leaves no folder
+        groups = sections_of(paths, names, files)  # before anything is written: a refused prior leaves no folder
     else:
         groups = None
     out = prepare_run_dir(cfg)
     if groups is None:
         paths, names = train_small_priors(cfg)
-        groups = sections_of(paths, names)
+        groups = sections_of(paths, names, files)
     tables, records = [], []
     for section, s_paths, s_names in groups:
-        columns, rows, recs = section.table(s_paths, s_names, cfg, out)
+        columns, rows, recs = section.table(s_paths, s_names, cfg, out, files)
         if rows:
-            tables.append((section.title, columns, rows))
+            tables.append((section.title, columns, rows, section.note(cfg)))
             records += recs
     if not tables:  # not rank zero
         return out
-    note = sizes_note(cfg)
-    write_comparison(out, tables, records, note)
-    for title, columns, rows in tables:
+    write_comparison(out, tables, records)
+    for title, columns, rows, note in tables:
         print_table(title, columns, rows)
-    print(note)
+        print(note)
     log_comparison(cfg, out, records)
     print(f"comparison.md, comparison.csv and figures in {out}")
     return out
@@ -267,21 +298,6 @@ GEN_METRICS: dict[str, dict[str, tuple[str, str]]] = {
 GEN_LABEL = {"dposer-x": "DPoser-X", "nrdf": "NRDF"}
 
 
-def sizes_note(cfg: DictConfig) -> str:
-    """The sizes behind the numbers, for the table's caption (the published ones are larger)."""
-    c, i, g = cfg.coverage, cfg.interpolation, cfg.generation
-    parts = [f"Table 1: {c.num_generated:,} generated bodies, {c.num_references:,} references per split, "
-             f"{c.num_precision:,} precision samples (paper: 6,000,000 / 10,000 / 10,000)",
-             f"Table 2: {i.num_pairs} test pairs, {i.steps} meshes per path (paper: 100 pairs)"]
-    if "dposer-x" in g.conventions:
-        parts.append(f"DPoser-X: {g.dposer_x_samples:,} samples, PRDC real set {g.num_references:,} train poses, "
-                     f"k={g.prdc_k}, APD on {g.apd_samples}, dNN of {g.dnn_samples} samples (published: 50,000 / "
-                     "10,000 / 3 / 500)")
-    if "nrdf" in g.conventions:
-        parts.append(f"NRDF: {g.nrdf_samples:,} samples (published: 500)")
-    return "Sizes: " + "; ".join(parts) + "."
-
-
 def comparison_numbers(coverage: dict[str, dict[str, Any]], interp: dict[str, dict[str, Any]],
                        paths: list[str], generation: dict[str, list[dict[str, Any]]] | None = None
                        ) -> list[dict[str, Any]]:
@@ -308,17 +324,22 @@ def comparison_numbers(coverage: dict[str, dict[str, Any]], interp: dict[str, di
     return records
 
 
-def write_comparison(out: Path, tables: list[tuple[str, list[str], list[list[str]]]], records: list[dict[str, Any]],
-                     note: str) -> None:
-    """comparison.md (one table per section, then the sizes) and comparison.csv (one row per prior; the union
-    of the sections' fields)."""
-    md = [table_markdown(columns, rows) if len(tables) == 1 else f"## {title}\n\n{table_markdown(columns, rows)}"
-          for title, columns, rows in tables]
-    atomic_write_text(out / "comparison.md", "\n".join(md) + "\n" + note + "\n")
+def write_comparison(out: Path, tables: list[tuple[str, list[str], list[list[str]], str]],
+                     records: list[dict[str, Any]]) -> None:
+    """comparison.md (per section (title, columns, rows, note): its table, then its sizes note) and
+    comparison.csv (one row per prior; the union of the sections' fields)."""
+    md = [f"{table_markdown(columns, rows)}\n{note}\n" if len(tables) == 1
+          else f"## {title}\n\n{table_markdown(columns, rows)}\n{note}\n" for title, columns, rows, note in tables]
+    atomic_write_text(out / "comparison.md", "\n".join(md))
+    write_csv(out / "comparison.csv", records, record_fields(records))
+
+
+def record_fields(records: list[dict[str, Any]]) -> list[str]:
+    """The union of the records' keys, in first-seen order: the columns of comparison.csv and the W&B table."""
     fields: list[str] = []
     for rec in records:
         fields += [k for k in rec if k not in fields]
-    write_csv(out / "comparison.csv", records, fields)
+    return fields
 
 
 def write_figures(out: Path, coverage: dict[str, CoverageCallback], interp: dict[str, InterpolationCallback]) -> None:
@@ -335,16 +356,5 @@ def write_figures(out: Path, coverage: dict[str, CoverageCallback], interp: dict
 def log_comparison(cfg: DictConfig, out: Path, records: list[dict[str, Any]]) -> None:
     """The comparison as one W&B run (offline unless logged in): a table with one numeric column per
     statistic (the names of comparison.csv, so W&B can sort and plot them), and the two figures."""
-    from pytorch_lightning.loggers import WandbLogger
-
-    columns: list[str] = []
-    for rec in records:
-        columns += [k for k in rec if k not in columns]
     figures = [str(p) for p in (out / "comparison_cdf.png", out / "comparison_interpolation.png") if p.is_file()]
-    loggers = build_loggers(cfg, out)
-    for logger in loggers:
-        if isinstance(logger, WandbLogger):
-            logger.log_table(key="comparison", columns=columns, data=[[r.get(c) for c in columns] for r in records])
-            if figures:
-                logger.log_image(key="comparison/plots", images=figures)
-    finish_loggers(loggers)
+    log_wandb_table(cfg, out, "comparison", record_fields(records), records, figures)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from callbacks.generation import GenerationCallback, GenerationSettings
 from experiments.config import ConfigError, to_container
@@ -26,11 +26,12 @@ from experiments.evaluation import (
     evaluation_metadata,
     load_prior_file,
     load_splits,
+    log_wandb_table,
     run_test_loop,
+    sub_task_config,
 )
 from experiments.tables import print_table, write_csv
-from experiments.tasks import TASKS
-from experiments.training import build_loggers, finish_loggers, prepare_run_dir
+from experiments.training import prepare_run_dir
 from pose_prior.io import atomic_write_json
 
 CSV_COLUMNS = ["name", "convention", "num_samples", "fid", "precision", "recall", "density", "coverage",
@@ -63,17 +64,6 @@ def split_array(cfg: DictConfig, split: str) -> tuple[Path, np.ndarray]:
     return path, np.load(path, mmap_mode="r")
 
 
-def quiet_config(cfg: DictConfig, **changes: Any) -> DictConfig:
-    """An eval-generation config for one prior's test loop: `changes` applied, no CSV / W&B logger of its own
-    (the runner logs the whole table once)."""
-    node = OmegaConf.merge(OmegaConf.structured(TASKS["eval-generation"].schema), {
-        "output_dir": cfg.output_dir, "data": cfg.data, "demo": cfg.demo, "body_model": cfg.body_model,
-        "generation": cfg.generation, "trainer": cfg.trainer,
-        "logger": {**to_container(cfg.logger), "wandb_mode": "disabled", "csv": False}, **changes})
-    OmegaConf.set_readonly(node, True)
-    return node
-
-
 def evaluate_prior_generation(cfg: DictConfig, path: str, name: str | None = None,
                               out_dir: Path | None = None) -> list[dict[str, Any]] | None:
     """The generation metrics of the prior file `path` under every convention of `cfg.generation`, through
@@ -82,7 +72,9 @@ def evaluate_prior_generation(cfg: DictConfig, path: str, name: str | None = Non
     `out_dir`, rank zero also writes out_dir/generation.json."""
     prior = load_prior_file(path)
     settings = GenerationSettings.from_config(cfg.generation)
-    sub = quiet_config(cfg, prior=path, output_dir=str(out_dir or cfg.output_dir))
+    # no CSV logger of its own either: the runner writes generation.csv once
+    sub = sub_task_config(cfg, "eval-generation", "generation", csv_logger=False, prior=path,
+                          output_dir=str(out_dir or cfg.output_dir))
     metadata = evaluation_metadata(sub, path, prior)
     name = name or metadata["name"]
     callback = GenerationCallback(body_model_of(sub), split_file(sub, settings.split), settings,
@@ -119,7 +111,7 @@ def run_eval_generation(cfg: DictConfig) -> Path:
         "body_model": to_container(cfg.body_model), "results": records})
     rows = generation_rows(records)
     write_csv(run_dir / "generation.csv", rows, CSV_COLUMNS)
-    log_generation_table(cfg, run_dir, rows)
+    log_wandb_table(cfg, run_dir, "generation", CSV_COLUMNS, rows)
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     print_table("Generation metrics (labelled conventions)", ["prior", "convention", "FID", "prec.", "recall",
                                                                "density", "coverage", "APD cm", "dNN rad"],
@@ -127,14 +119,3 @@ def run_eval_generation(cfg: DictConfig) -> Path:
     print(f"generation.json and generation.csv in {run_dir}")
     return run_dir
 
-
-def log_generation_table(cfg: DictConfig, run_dir: Path, rows: list[dict[str, Any]]) -> None:
-    """generation.csv as one W&B table (offline unless logged in)."""
-    from pytorch_lightning.loggers import WandbLogger
-
-    loggers = build_loggers(cfg, run_dir)
-    for logger in loggers:
-        if isinstance(logger, WandbLogger):
-            logger.log_table(key="generation", columns=CSV_COLUMNS,
-                             data=[[r.get(c) for c in CSV_COLUMNS] for r in rows])
-    finish_loggers(loggers)

@@ -83,12 +83,17 @@ def entry_name(entry: str) -> str:
     return PAIR_SEPARATOR.join(Path(p).parent.name or Path(p).stem for p in entry.split(PAIR_SEPARATOR))
 
 
-def load_shape_entry(entry: str) -> Prior:
-    """A shape prior file, or a pose prior and a GAN-beta file joined into the disentangled pair."""
+def load_shape_entry(entry: str, files: dict[str, Prior] | None = None) -> Prior:
+    """A shape prior file, or a pose prior and a GAN-beta file joined into the disentangled pair. `files`
+    holds the files loaded so far in this run, by path: a file in it is not loaded again, one loaded is added."""
+    files = {} if files is None else files
     parts = entry.split(PAIR_SEPARATOR)
     if len(parts) > 2:
         raise ConfigError(f"prior={entry}: a pair is POSE.pt+SHAPE.pt (two files), got {len(parts)}")
-    priors = [load_prior_file(p) for p in parts]
+    for part in parts:
+        if part not in files:
+            files[part] = load_prior_file(part)
+    priors = [files[p] for p in parts]
     if len(priors) == 2:
         try:
             prior: Prior = PoseShapePair(*priors)
@@ -103,6 +108,12 @@ def load_shape_entry(entry: str) -> Prior:
     return prior.eval()
 
 
+def load_shape_entries(entries: list[str], files: dict[str, Prior] | None = None) -> dict[str, Prior]:
+    """{entry: `load_shape_entry(entry, files)`}: each file loaded once, a file of two entries shared."""
+    files = {} if files is None else files
+    return {entry: load_shape_entry(entry, files) for entry in entries}
+
+
 def _sizes(cfg: DictConfig) -> DictConfig:
     """The `shape` section, or its schema defaults (a config of another task, e.g. compare's)."""
     base = OmegaConf.structured(ShapeEvalSizesConfig)
@@ -115,6 +126,19 @@ def _sizes(cfg: DictConfig) -> DictConfig:
         if int(s[key]) < 0:
             raise ConfigError(f"shape.{key}={s[key]}: expected an integer >= 0")
     return s
+
+
+def sizes_note(cfg: DictConfig) -> str:
+    """The sizes behind the shape table (the `shape` section, its defaults where absent), for its caption."""
+    s = _sizes(cfg)
+    refs = "every" if s.num_references is None else f"{int(s.num_references):,}"
+    parts = [f"Shape table: {int(s.num_generated):,} bodies per row against {refs} {s.split} shapes"]
+    if s.posed:
+        parts.append(f"posed: up to {int(s.num_posed_references):,} {s.split} poses, each with a {s.split} shape "
+                     "(rows yielding a pose, and N(0, I) with their poses)")
+    if int(s.interp_pairs) > 0:
+        parts.append(f"Eq. 6: {int(s.interp_pairs)} random latent paths, {int(s.interp_steps)} bodies per path")
+    return "Sizes: " + "; ".join(parts) + "."
 
 
 def _shape_data(cfg: DictConfig) -> ShapeDataModule:
@@ -139,9 +163,11 @@ def posed_references(cfg: DictConfig, betas: torch.Tensor, count: int, seed: int
     return take_rows(poses, pose_rows), betas[torch.from_numpy(shape_rows)]
 
 
-def evaluate_sources(cfg: DictConfig, entries: list[str], names: list[str], body_model: torch.nn.Module,
-                     out_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any], list[Path]]:
-    """Every metric and figure of the "normal" row and each entry: (rows of results, shared metadata, PNGs)."""
+def evaluate_sources(cfg: DictConfig, entries: list[str], names: list[str], priors: dict[str, Prior],
+                     body_model: torch.nn.Module, out_dir: Path
+                     ) -> tuple[list[dict[str, Any]], dict[str, Any], list[Path]]:
+    """Every metric and figure of the "normal" row and each entry (its prior in `priors`): (rows of results,
+    shared metadata, PNGs)."""
     s = _sizes(cfg)
     shapes = _shape_data(cfg)
     refs_all = shapes.betas(s.split)
@@ -150,7 +176,7 @@ def evaluate_sources(cfg: DictConfig, entries: list[str], names: list[str], body
     train_betas = shapes.betas("train")
     sources: list[tuple[str, str | None, Prior | None]] = [(NORMAL, None, None)]
     for entry, name in zip(entries, names):
-        sources.append((name, entry, load_shape_entry(entry)))
+        sources.append((name, entry, priors[entry]))
     posed_any = bool(s.posed) and any(is_posed(p) for _, _, p in sources)
     posed_refs = posed_references(cfg, refs, int(s.num_posed_references), int(s.seed), s.split) if posed_any else None
     draws: dict[str, ShapeDraw] = {n: draw_bodies(p, int(s.num_generated), int(s.seed)) for n, _, p in sources}
@@ -277,11 +303,12 @@ def write_tables(out_dir: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(out_dir / "shape.md", note + table_markdown(TABLE_HEADERS, [shape_table_cells(r) for r in rows]))
 
 
-def evaluate_shape_priors(paths: list[str], names: list[str], cfg: DictConfig, out_dir: Path
-                          ) -> tuple[list[dict[str, Any]], list[Path]]:
+def evaluate_shape_priors(paths: list[str], names: list[str], cfg: DictConfig, out_dir: Path,
+                          files: dict[str, Prior] | None = None) -> tuple[list[dict[str, Any]], list[Path]]:
     """The eval-shape rows of `paths` (labels `names`, or from the paths when empty) after the N(0, I) row,
     with `cfg`'s body model, data and `shape` section (its defaults where absent); writes results.json,
-    shape.csv, shape.md and the figures into `out_dir`. Returns (rows keyed by COLUMNS, figure paths)."""
+    shape.csv, shape.md and the figures into `out_dir`. Returns (rows keyed by COLUMNS, figure paths).
+    `files`: prior files the caller has loaded already, by path (each file is loaded once per run)."""
     entries = prior_entries(OmegaConf.create({"prior": None, "priors": list(paths)}))
     names = list(names) or [entry_name(e) for e in entries]
     if len(names) != len(entries):
@@ -291,21 +318,23 @@ def evaluate_shape_priors(paths: list[str], names: list[str], cfg: DictConfig, o
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     body_model = body_model_of(cfg)
+    files = {} if files is None else files
+    priors = load_shape_entries(entries, files)
     for part in dict.fromkeys(p for e in entries for p in e.split(PAIR_SEPARATOR)):  # each file once
-        warning = body_model_mismatch(cfg, prior_description(part, load_prior_file(part)))
+        warning = body_model_mismatch(cfg, prior_description(part, files[part]))
         if warning:
             say(warning)
-    records, meta, pictures = evaluate_sources(cfg, entries, names, body_model, out_dir)
+    records, meta, pictures = evaluate_sources(cfg, entries, names, priors, body_model, out_dir)
     rows = table_rows(records)
     atomic_write_json(out_dir / "results.json", {**meta, "rows": records})
     write_tables(out_dir, rows)
     return rows, pictures
 
 
-def shape_comparison(paths: list[str], names: list[str], cfg: DictConfig, out_dir: Path
-                     ) -> tuple[list[str], list[dict[str, Any]]]:
+def shape_comparison(paths: list[str], names: list[str], cfg: DictConfig, out_dir: Path,
+                     files: dict[str, Prior] | None = None) -> tuple[list[str], list[dict[str, Any]]]:
     """(COLUMNS, rows) of `evaluate_shape_priors`: the shape-prior section of a comparison table."""
-    rows, _ = evaluate_shape_priors(paths, names, cfg, out_dir)
+    rows, _ = evaluate_shape_priors(paths, names, cfg, out_dir, files)
     return list(COLUMNS), rows
 
 
@@ -326,10 +355,10 @@ def _log(cfg: DictConfig, run_dir: Path, rows: list[dict[str, Any]], pictures: l
 
 def run_eval_shape(cfg: DictConfig) -> Path:
     entries = prior_entries(cfg)
-    for entry in entries:  # a wrong file fails before anything is written
-        load_shape_entry(entry)
+    files: dict[str, Prior] = {}
+    load_shape_entries(entries, files)  # a wrong file fails before anything is written
     run_dir = prepare_run_dir(cfg)
-    rows, pictures = evaluate_shape_priors(entries, list(cfg.names), cfg, run_dir)
+    rows, pictures = evaluate_shape_priors(entries, list(cfg.names), cfg, run_dir, files)
     _log(cfg, run_dir, rows, pictures)
     print_table("Shape priors vs betas ~ N(0, I) (Eq. 5, mm; Eq. 6 ratio)", TABLE_HEADERS, [shape_table_cells(r) for r in rows])
     print(f"results.json, shape.csv, shape.md and figures in {run_dir}")

@@ -1,4 +1,5 @@
-"""Shared plumbing of the prior evaluations: the splits, the prior's description, the test-loop Trainer, table rows."""
+"""Shared plumbing of the prior evaluations: the splits, the prior's description, sub-task configs, the test-loop
+Trainer, table rows and their W&B table."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from datamodules.amass.datamodule import AmassDataModule
 from experiments.config import ConfigError, to_container
+from experiments.tasks import TASKS
 from experiments.training import build_loggers, build_trainer, finish_loggers, say
 from lightning_modules.prior_evaluation import PriorEvaluationModule, dummy_loader
 from pose_prior.body_model import load_body_model
@@ -89,6 +91,34 @@ def evaluation_metadata(cfg: DictConfig, path: str, prior: Prior) -> dict[str, A
         say(warning)
     return {"prior": description, "body_model": to_container(cfg.body_model), "name": Path(path).parent.name,
             **({"body_model_warning": warning} if warning else {})}
+
+
+def sub_task_config(cfg: DictConfig, task: str, section: str, *, csv_logger: bool = True, **changes: Any
+                    ) -> DictConfig:
+    """A read-only `task` config for one prior's evaluation inside a runner (compare, eval-generation): the
+    runner's data, demo, body model, trainer and sizes section `section`, then `changes` (prior, output_dir).
+    No W&B run of its own (the runner logs once); its CSV logger only with `csv_logger`."""
+    logger = {**to_container(cfg.logger), "wandb_mode": "disabled", **({} if csv_logger else {"csv": False})}
+    node = OmegaConf.merge(OmegaConf.structured(TASKS[task].schema), {
+        "output_dir": cfg.output_dir, "data": cfg.data, "demo": cfg.demo, "body_model": cfg.body_model,
+        section: cfg[section], "trainer": cfg.trainer, "logger": logger, **changes})
+    OmegaConf.set_readonly(node, True)
+    return node
+
+
+def log_wandb_table(cfg: DictConfig, run_dir: Path, key: str, columns: Sequence[str],
+                    rows: Sequence[Mapping[str, Any]], images: Sequence[str] = ()) -> None:
+    """`rows` as one W&B table `key` (a column per name of `columns`; offline unless logged in), with `images`
+    under `key`/plots, through the loggers of `cfg` (a CSV logger gets nothing: the runner writes its CSV)."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    loggers = build_loggers(cfg, run_dir)
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_table(key=key, columns=list(columns), data=[[r.get(c) for c in columns] for r in rows])
+            if images:
+                logger.log_image(key=f"{key}/plots", images=list(images))
+    finish_loggers(loggers)
 
 
 def run_test_loop(cfg: DictConfig, run_dir: Path, prior: torch.nn.Module, callbacks: Sequence[pl.Callback]) -> pl.Trainer:

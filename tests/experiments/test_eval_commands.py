@@ -252,6 +252,9 @@ def test_compare_tables_shape_priors_in_their_own_section(tmp_path, demo_amass_t
     out = run_compare(cfg)
     md = (out / "comparison.md").read_text()
     assert md.index("## Body-pose priors") < md.index("## Shape priors")
+    # each table followed by the sizes behind it: the body-pose ones, then the shape section's
+    assert md.index("## Body-pose priors") < md.index("Sizes: Table 1: 600 generated bodies") < md.index(
+        "## Shape priors") < md.index("Sizes: Shape table: 40 bodies per row against 15 test shapes")
     rows = {r["prior"]: r for r in csv.DictReader(open(out / "comparison.csv"))}
     assert list(rows) == ["gan_s", "normal", "gan_beta", "pair"]
     _, direct = shape_comparison([str(shape), pair], ["gan_beta", "pair"], cfg, tmp_path / "direct")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -178,3 +179,54 @@ def test_eval_shape_refuses_what_is_not_a_shape_prior(tmp_path, shape_prior_file
                         (f"{f['beta']}+{f['beta']}", "a pair of two shape priors")):
         assert run_main(["eval_shape", f"prior={prior}", f"output_dir={tmp_path / 'out'}"]) == EXIT_USER_ERROR, what
     assert not (tmp_path / "out").exists()
+
+
+LOAD_ONCE = ["shape.num_generated=8", "shape.num_references=5", "shape.chunk_size=8", "shape.posed=false",
+             "shape.interp_pairs=2", "shape.interp_steps=3", *NO_FIGURES]
+
+
+def _count_loads(monkeypatch) -> Counter:
+    """Loads of prior files by path, counted where every runner's `load_prior_file` reads the file."""
+    import experiments.evaluation
+
+    counts: Counter = Counter()
+    real = experiments.evaluation.load_prior
+
+    def counting(path, *args, **kwargs):
+        counts[str(path)] += 1
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(experiments.evaluation, "load_prior", counting)
+    return counts
+
+
+def test_each_prior_file_is_loaded_once_per_run(tmp_path, monkeypatch, shape_prior_files, demo_amass_tree,
+                                                prepared_amass) -> None:
+    """eval-shape, `shape_comparison` and compare's shape section load a file once, also when it stands
+    alone and in a pair."""
+    from experiments.compare import run_compare
+    from experiments.config import CONFIGS_DIR, load_config
+
+    f = {k: str(v) for k, v in shape_prior_files.items()}
+    entries = [f["beta"], f["tb"], f"{f['pose']}+{f['beta']}"]
+    data = _data(demo_amass_tree, prepared_amass)
+    counts = _count_loads(monkeypatch)
+    assert run_main(["eval_shape", f"priors=[{','.join(entries)}]", f"output_dir={tmp_path / 'eval'}", *data,
+                     *LOAD_ONCE]) == 0
+    assert counts == {f["beta"]: 1, f["tb"]: 1, f["pose"]: 1}
+
+    counts.clear()
+    cfg = load_config(CONFIGS_DIR / "eval_shape.yaml", [*data, *LOAD_ONCE])
+    shape_comparison(entries, [], cfg, tmp_path / "cmp")
+    assert counts == {f["beta"]: 1, f["tb"]: 1, f["pose"]: 1}
+
+    counts.clear()
+    cfg = load_config(CONFIGS_DIR / "compare.yaml", [f"priors=[{f['beta']},'{f['pose']}+{f['beta']}']",
+                                                     f"output_dir={tmp_path / 'compare'}", *data, *LOAD_ONCE])
+    out = run_compare(cfg)
+    assert counts == {f["beta"]: 1, f["pose"]: 1}
+    # the shape table's caption gives the shape section's sizes, not the body-pose tables'
+    md = (out / "comparison.md").read_text().splitlines()
+    assert md[-1] == ("Sizes: Shape table: 8 bodies per row against 5 test shapes; Eq. 6: 2 random latent paths, "
+                      "3 bodies per path.")
+    assert not any("Table 1" in line for line in md)
