@@ -1,32 +1,131 @@
-"""Frames per second of batched keypoint fitting vs fitting the same frames one at a time (same settings).
+"""Keypoint fitting: every prior's time and P-MPJPE on the same frames, and batched against one frame at a time.
 
-Both runs fit synthetic H3.6M-format frames (AMASS-like poses from a seeded random GAN-S prior, open-light
-model, SPIN's camera); prints the speed-up and the P-MPJPE of both (target, issue 15: >= 15x with per-frame
-results identical: P-MPJPE within 0.5 mm and the same L-BFGS iterations per frame). float64, so that rounding
-does not change line-search decisions between batch sizes.
-Usage: python bench/fitting.py [--frames 64] [--solo 8] [--iters 30]
+Part 1 (per-prior table): fits the first `--h36m-frames` frames of an H3.6M Protocol-2 file (default: the
+embedded default's synthetic file, made by `make demo-h36m`) with no prior and with each given prior, through
+the same code as `make eval-h36m` (KeypointFittingModule's per-batch fit, without a Trainer), in rounds that
+alternate the priors so that load from other processes hits all alike; prints seconds per 100 frames (the
+best round), mean P-MPJPE, mean L-BFGS iterations (camera + body stage of the winning row), objective
+evaluations per frame (every row of the frame: both orientations, both stages; a load-independent cost) and
+the GAN-S / VPoser time ratio (target <= 1.0 at equal or lower P-MPJPE). Prior files default to those `make
+compare` trains (outputs/compare/priors/<name>/prior.pt); without them this part is skipped, saying so.
+`--start-pool N` adds a row `<prior>+pool` per prior fitted with `start_pool=N` (each row starts from the
+best of its own start and N seeded prior samples), and a ratio line for every GAN-S row against every VPoser
+row.
+
+Part 2 (batched against solo): both runs fit synthetic H3.6M-format frames (poses from a seeded random GAN-S
+prior, open-light model, SPIN's camera); prints the speed-up and the P-MPJPE of both (target >= 15x with
+per-frame results identical: P-MPJPE within 0.5 mm and the same L-BFGS iterations per frame). float64, so
+that rounding does not change line-search decisions between batch sizes.
+
+    .venv/bin/python bench/fitting.py [--h36m-frames 100] [--rounds 2] [--threads 1] [--start-pool 64]
+        [--set body_iters=300 ftol=1e-6] [--prior gan_s=outputs/runs/gan_s/prior.pt --prior vposer=...]
+        [--frames 64] [--solo 8] [--iters 30] [--skip-priors] [--skip-batching]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import torch
 
-from pose_prior.body_model import load_body_model
-from pose_prior.body_model.h36m_regressor import h36m_regressor_for
-from pose_prior.body_model.keypoints import keypoint_map_for_body_model
-from pose_prior.evaluation.metrics3d import p_mpjpe, regress_h36m_joints
-from pose_prior.fitting.camera import perspective_project
-from pose_prior.fitting.keypoint_fit import FitSettings, KeypointBody, fit_keypoints
-from pose_prior.priors import GANPrior
-from pose_prior.priors.gan.networks import PoseGenerator
-from pose_prior.priors.latent import make_latent
-from pose_prior.rotations import axis_angle_to_matrix, body_pose_to_matrices
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-TARGET_SPEEDUP = 15.0  # issue 15: batched over one frame at a time
+from datamodules.h36m.reader import H36MEvalDataset, read_h36m_p2  # noqa: E402
+from lightning_modules.keypoint_fitting import KeypointFittingModule  # noqa: E402
+from pose_prior.body_model import load_body_model  # noqa: E402
+from pose_prior.body_model.h36m_regressor import h36m_regressor_for  # noqa: E402
+from pose_prior.body_model.keypoints import keypoint_map_for_body_model  # noqa: E402
+from pose_prior.evaluation.metrics3d import p_mpjpe, regress_h36m_joints  # noqa: E402
+from pose_prior.fitting.camera import perspective_project  # noqa: E402
+from pose_prior.fitting.keypoint_fit import FitSettings, KeypointBody, fit_keypoints  # noqa: E402
+from pose_prior.priors import GANPrior, load_prior  # noqa: E402
+from pose_prior.priors.gan.networks import PoseGenerator  # noqa: E402
+from pose_prior.priors.latent import make_latent  # noqa: E402
+from pose_prior.rotations import axis_angle_to_matrix, body_pose_to_matrices  # noqa: E402
+
+TARGET_SPEEDUP = 15.0  # batched over one frame at a time
+
+DEFAULT_PRIORS = {name: f"outputs/compare/priors/{name}/prior.pt" for name in ("gmm", "vposer", "gan_s")}
+
+
+def parse_settings(items: list[str]) -> dict:
+    """["key=value", ...] -> FitSettings overrides, each value cast to the field's type."""
+    out = {}
+    for item in items:
+        key, value = item.split("=", 1)
+        kind = type(getattr(FitSettings(), key))
+        if kind is bool:
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise SystemExit(f"--set {item}: expected true or false")
+            out[key] = value.lower() in ("true", "1")
+        else:
+            out[key] = kind(float(value) if "." in value or "e" in value else int(value))
+    return out
+
+
+def add_prior_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--h36m", default="outputs/demo/h36m/h36m_valid_protocol2.npz")
+    ap.add_argument("--body-model", default="open")
+    ap.add_argument("--h36m-frames", type=int, default=100, help="frames of the H3.6M file in the per-prior table")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of the per-prior table")
+    ap.add_argument("--prior", action="append", default=[], help="name=path (repeatable); default: make compare's")
+    ap.add_argument("--set", nargs="*", default=[], help="FitSettings overrides, e.g. body_iters=300 ftol=1e-6")
+    ap.add_argument("--start-pool", type=int, default=0, help="also fit every prior with this start_pool (0: no)")
+
+
+def prior_table(args: argparse.Namespace) -> None:
+    """Part 1: fitting time per 100 frames and P-MPJPE of none and every prior on the same H3.6M frames."""
+    torch.set_num_threads(args.threads)
+    paths = dict(p.split("=", 1) for p in args.prior) if args.prior else dict(DEFAULT_PRIORS)
+    missing = [f"{n}: {p}" for n, p in paths.items() if not Path(p).is_file()]
+    if missing or not Path(args.h36m).is_file():  # `make bench` runs every script: skip, saying what is needed
+        need = missing + ([] if Path(args.h36m).is_file() else [f"{args.h36m} (make demo-h36m)"])
+        print(f"per-prior table SKIPPED: needs {'; '.join(need)}: run `make compare` first or pass --prior name=path / --h36m")
+        return
+    body_model = load_body_model(args.body_model)
+    reg = h36m_regressor_for(args.body_model, None, body_model.num_vertices)
+    data = H36MEvalDataset(read_h36m_p2(args.h36m))
+    n = min(args.h36m_frames, len(data))
+    items = [data[i] for i in range(n)]
+    batch = {k: (torch.stack([it[k] for it in items]) if torch.is_tensor(items[0][k]) else torch.tensor([it[k] for it in items]))
+             for k in items[0]}
+    settings = FitSettings(**parse_settings(args.set))
+    modules = {"none": KeypointFittingModule(None, body_model, reg, settings=settings)}
+    pooled = replace(settings, start_pool=args.start_pool)
+    for name, path in paths.items():
+        modules[name] = KeypointFittingModule(load_prior(path), body_model, reg, settings=settings)
+        if args.start_pool > 0:
+            modules[f"{name}+pool"] = KeypointFittingModule(load_prior(path), body_model, reg, settings=pooled)
+    modules["none"]._fit({k: v[:2] for k, v in batch.items()}, 0)  # warm-up
+    best = dict.fromkeys(modules, float("inf"))
+    result = {}
+    for _ in range(args.rounds):
+        for name, module in modules.items():
+            t0 = time.perf_counter()
+            result[name] = module._fit(batch, 0)
+            best[name] = min(best[name], time.perf_counter() - t0)
+    print(f"{n} frames of {args.h36m}, body model {args.body_model}, {args.threads} threads, settings {settings}")
+    print(f"{'prior':12s} {'s/100 frames':>13s} {'P-MPJPE mm':>11s} {'MPJPE mm':>9s} {'iterations':>10s} "
+          f"{'evals/frame':>11s}")
+    for name in modules:
+        r = result[name]
+        print(f"{name:12s} {best[name] * 100 / n:13.2f} {float(r['p_mpjpe'].mean()):11.2f} "
+              f"{float(r['mpjpe'].mean()):9.2f} {float(r['iterations'].float().mean()):10.1f} "
+              f"{float(r['evaluations'].float().mean()):11.1f}")
+    for gan in (n for n in modules if n.split("+")[0] == "gan_s"):
+        for vposer in (n for n in modules if n.split("+")[0] == "vposer"):
+            ratio = best[gan] / best[vposer]
+            d = float(result[gan]["p_mpjpe"].mean() - result[vposer]["p_mpjpe"].mean())
+            evals = float(result[gan]["evaluations"].float().mean() / result[vposer]["evaluations"].float().mean())
+            met = ratio <= 1.0 and d <= 0
+            print(f"RESULT {gan} / {vposer} fitting time {ratio:.2f} (target <= 1.0; objective evaluations "
+                  f"{evals:.2f}), P-MPJPE difference {d:+.2f} mm (target <= 0): {'MET' if met else 'not met'}")
 
 
 def problem(n: int, body_model, prior):
@@ -51,12 +150,8 @@ def errors(body_model, reg, res, pose, orient) -> torch.Tensor:
     return p_mpjpe(fit - fit[:, :1], gt - gt[:, :1]) * 1000.0
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=64, help="frames fitted in one batch (eval-h36m batch_size: 64)")
-    parser.add_argument("--solo", type=int, default=8, help="frames fitted one at a time (time extrapolated)")
-    parser.add_argument("--iters", type=int, default=30)
-    args = parser.parse_args()
+def batching(args: argparse.Namespace) -> None:
+    """Part 2: batched keypoint fitting against the same frames fitted one at a time."""
     torch.set_num_threads(1)
     body_model = load_body_model("open-light", dtype=torch.float64)  # float64: batched == solo
     torch.manual_seed(123)
@@ -100,6 +195,22 @@ def main() -> None:
     ok = speedup >= TARGET_SPEEDUP and diff <= 0.5 and same_iters
     print(f"RESULT speed-up: {speedup:.1f}x (target >= {TARGET_SPEEDUP:.0f}x); max per-frame P-MPJPE difference "
           f"{diff:.4f} mm (target <= 0.5): {'PASS' if ok else 'FAIL'}")
+
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_prior_arguments(parser)
+    parser.add_argument("--frames", type=int, default=64, help="frames fitted in one batch (eval-h36m batch_size: 64)")
+    parser.add_argument("--solo", type=int, default=8, help="frames fitted one at a time (time extrapolated)")
+    parser.add_argument("--iters", type=int, default=30)
+    parser.add_argument("--skip-priors", action="store_true", help="only the batched / solo part")
+    parser.add_argument("--skip-batching", action="store_true", help="only the per-prior table")
+    args = parser.parse_args()
+    if not args.skip_priors:
+        prior_table(args)
+    if not args.skip_batching:
+        batching(args)
 
 
 if __name__ == "__main__":
