@@ -108,23 +108,18 @@ class _Evaluator:
     def _evaluate(self, y: torch.Tensor, rows: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         y = y.detach().requires_grad_(True)
         with torch.enable_grad():
-            if self.project is not None:
-                point = self.project(y)
-                free = point.detach().requires_grad_(True)  # the objective's own gradient at project(y)
-            else:
-                point = free = y
-            loss = self.fn(free) if rows is None else self.fn(free, rows)
+            point = self.project(y) if self.project is not None else y
+            loss = self.fn(point) if rows is None else self.fn(point, rows)
             if loss.shape != y.shape[:1]:
                 raise ValueError(
                     f"batched_lbfgs: the objective must return one loss per sample, shape ({y.shape[0]},); "
                     f"got {tuple(loss.shape)}"
                 )
-            (grad_point,) = torch.autograd.grad(loss.sum(), free)
-            if self.project is not None:
-                (grad,) = torch.autograd.grad(point, y, grad_point)
+            if self.project is not None:  # one backward pass: the gradient at y and the objective's own at project(y)
+                grad, grad_point = torch.autograd.grad(loss.sum(), [y, point])
                 grad = torch.cat([grad, grad_point], -1)
             else:
-                grad = grad_point
+                (grad,) = torch.autograd.grad(loss.sum(), y)
         self.calls += 1
         self.rows += int(y.shape[0])
         loss = loss.detach()
