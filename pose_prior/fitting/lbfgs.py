@@ -566,7 +566,7 @@ def batched_lbfgs(
     window_atol: float = 0.0,
     subset_rows: bool = False,
     reevaluate_projected: bool = False,
-    callback: Optional[Callable[[int, torch.Tensor, torch.Tensor], None]] = None,
+    callback: Optional[Callback] = None,
 ) -> BatchedLBFGSResult:
     """Minimise `fn` independently for every row of `x0` (B, D) with per-sample L-BFGS + strong Wolfe.
 
