@@ -38,11 +38,11 @@ def test_keypoint_fit_unchanged(kind: str, light_body_model) -> None:
     fits = torch.load(LEGACY / "expected_fits.pt", weights_only=True)
     prior = None if kind == "none" else load_prior(LEGACY / f"{kind}.pt")
     result = fit_keypoints(prior, light_body_model, fits["keypoints"], "spin24",
-                           # the fits were stored by the fitting code of that time: fixed iteration counts and a
-                           # fresh evaluation at every projected point (today's defaults stop early and take
-                           # the projected gradient by the chain rule), both still reachable by settings
+                           # the fits were stored by the fitting code of that time: fixed iteration counts, no
+                           # evaluation cap, and a fresh evaluation at every projected point (today's defaults stop
+                           # early and take the projected gradient by the chain rule), all still reachable by settings
                            settings=FitSettings(camera_iters=5, body_iters=8, restarts=2, candidates=16,
-                                                stop_window=0, reevaluate_projected=True))
+                                                stop_window=0, max_eval_factor=0, reevaluate_projected=True))
     for key in ("body_pose", "global_orient", "transl"):
         torch.testing.assert_close(getattr(result, key), fits[f"{kind}/{key}"], rtol=1e-4, atol=1e-4)
     for key in ("iterations", "flipped", "start"):

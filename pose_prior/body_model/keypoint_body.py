@@ -91,3 +91,22 @@ class KeypointBody(nn.Module):
         out = out * self.available[None, :, None].to(out.dtype)
         # unavailable keypoints sit at the translation (finite projection; their confidence is forced to 0)
         return out + transl[:, None, :].to(out.dtype)
+
+    def rooted(self, rot_body: torch.Tensor, betas: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keypoints (B, K, 3) under the identity root rotation and no translation, and the root joint
+        (1|B, 3) the root rotation turns them about. With `place` they give `forward`'s keypoints for any root
+        rotation and translation at the cost of one rotation: one kinematic chain per pose for many cameras
+        (scoring a pool of starts against every fit row)."""
+        B = rot_body.shape[0]
+        eye = torch.eye(3, dtype=self.dtype, device=rot_body.device).expand(B, 3, 3)
+        pts = self.forward(eye, rot_body, torch.zeros(B, 3, dtype=self.dtype, device=rot_body.device), betas)
+        return pts, self._shaped(betas, B)[1][:, 0]
+
+    def place(self, rooted: torch.Tensor, root_joint: torch.Tensor, rot_root: torch.Tensor,
+              transl: torch.Tensor) -> torch.Tensor:
+        """`forward`'s keypoints (B, K, 3) from `rooted`'s keypoints (B, K, 3) and root joint (1|B, 3), for
+        rot_root (B, 3, 3) and transl (B, 3): the root rotation turns the whole body about the root joint."""
+        j0 = root_joint[:, None].to(rooted)  # (1|B, 1, 3)
+        out = torch.einsum("bij,bkj->bki", rot_root.to(rooted), rooted - j0) + j0
+        out = out * self.available[None, :, None].to(out.dtype)
+        return out + transl[:, None, :].to(out.dtype)

@@ -23,7 +23,8 @@ and the priors' penalties, e.g. the GMM's, at the scales of the 2D fit) plus `pr
 by `batched_lbfgs` (per-sample state: a sample's result does not depend on its batch-mates), the latent
 projected onto its support after every step when the prior is constrained (S, U). Several starts
 (`restarts`): the lowest final objective wins per sample. `start_pool` > 0: each row starts from the best,
-by the objective, of its own start and that many seeded prior samples (`pose_prior.fitting.starts`).
+by the objective, of its own start and that many seeded prior samples, restart r from the r-th best
+(`pose_prior.fitting.starts`).
 
 Metrics (HuProSO3's): MPJPE over joints 0-21, observed and occluded alike (mm); MGEO, the mean over the 21
 body joints of the geodesic angle between the recovered and ground-truth rotations (rad). HuProSO3
@@ -39,7 +40,7 @@ import torch
 from torch import nn
 
 from pose_prior.fitting.keypoint_fit import FitSettings, _PriorInFit
-from pose_prior.fitting.lbfgs import batched_lbfgs
+from pose_prior.fitting.lbfgs import batched_lbfgs, evaluation_cap
 from pose_prior.fitting.starts import draw_pool, select_starts
 from pose_prior.priors.base import Prior
 from pose_prior.priors.none import NoPrior
@@ -88,6 +89,8 @@ class Joints3DFitSettings:
     stop_window: int = 0
     stop_rtol: float = 1e-4
     stop_atol: float = 0.01
+    # as FitSettings.max_eval_factor; 0 (no cap) keeps the IK protocol's fixed iteration count
+    max_eval_factor: float = 0.0
     reevaluate_projected: bool = False  # as FitSettings.reevaluate_projected
 
     @classmethod
@@ -130,9 +133,11 @@ POOL_CHUNK_ROWS = 1024  # full body-model forwards per scoring call of the start
 
 
 def _pool_starts(param: _PriorInFit, body_model: nn.Module, z0: torch.Tensor, target: torch.Tensor,
-                 weight: torch.Tensor, pen_settings: FitSettings, s: Joints3DFitSettings) -> torch.Tensor:
-    """Per row, the lowest-objective start among z0's (N, D) and `s.start_pool` seeded prior samples, each
-    scored by the fit's objective at zero orientation and translation (where `fit_root` starts)."""
+                 weight: torch.Tensor, pen_settings: FitSettings, s: Joints3DFitSettings,
+                 rank: torch.Tensor) -> torch.Tensor:
+    """Per row, the rank-th lowest-objective start (rank (N,): the row's restart index) among z0's (N, D) and
+    `s.start_pool` seeded prior samples, each scored by the fit's objective at zero orientation and
+    translation (where `fit_root` starts)."""
     pool = draw_pool(param.prior, s.start_pool, s.seed, z0)  # (M, D)
     J = target.shape[1]
     with torch.no_grad():
@@ -145,7 +150,7 @@ def _pool_starts(param: _PriorInFit, body_model: nn.Module, z0: torch.Tensor, ta
         pen = param.penalty(z, pen_settings)
         return loss if pen is None else loss + pen
 
-    return select_starts(z0, pool, score, chunk_rows=POOL_CHUNK_ROWS)
+    return select_starts(z0, pool, score, rank, chunk_rows=POOL_CHUNK_ROWS)
 
 
 def fit_joints3d(prior: Optional[Prior], body_model: nn.Module, joints: torch.Tensor,
@@ -174,7 +179,8 @@ def fit_joints3d(prior: Optional[Prior], body_model: nn.Module, joints: torch.Te
     z0 = param.project(starts.reshape(R * B, D))  # rows (start r, sample b) = r * B + b
     target_r, weight_r = target.repeat(R, 1, 1), weight.repeat(R, 1)
     if s.start_pool > 0 and prior is not None:
-        z0 = _pool_starts(param, body_model, z0, target_r, weight_r, pen_settings, s)
+        rank = torch.arange(R * B, device=device) // B  # restart r: the r-th best candidate
+        z0 = _pool_starts(param, body_model, z0, target_r, weight_r, pen_settings, s, rank)
     x0 = torch.cat([z0, torch.zeros(R * B, 6, dtype=dtype, device=device)], -1) if s.fit_root else z0
 
     def project(x: torch.Tensor) -> torch.Tensor:
@@ -191,7 +197,7 @@ def fit_joints3d(prior: Optional[Prior], body_model: nn.Module, joints: torch.Te
         return loss if pen is None else loss + pen
 
     res = batched_lbfgs(objective, x0, project=project if param.prior.constrained else None, max_iter=s.iters,
-                        history_size=s.history_size, ftol=s.ftol, gtol=s.gtol, subset_rows=True,
+                        max_eval=evaluation_cap(s.iters, s.max_eval_factor), history_size=s.history_size, ftol=s.ftol, gtol=s.gtol, subset_rows=True,
                         reevaluate_projected=s.reevaluate_projected, window=s.stop_window,
                         window_rtol=s.stop_rtol, window_atol=s.stop_atol)
     x = project(res.x.detach())

@@ -15,9 +15,11 @@ Per sample, batched (every sample is an independent problem: `batched_lbfgs` kee
    For S and U the latent is projected onto its support after every step (`project` of batched_lbfgs).
 4. Per sample, the lowest body-stage loss over {orientation, flipped orientation} x {latent starts} wins.
 
-Stopping (both stages, per sample): the iteration caps, and a window rule that stops a sample when its loss
-fell by no more than stop_atol + stop_rtol * loss over the last stop_window iterations (the default 1e-3 over
-10 iterations; `stop_window=0` restores fixed counts). Only the rows still running are evaluated, so
+Stopping (both stages, per sample): the iteration caps, an evaluation cap of 1.25 x the iteration cap
+checked after each iteration (torch.optim.LBFGS's default `max_eval`, which the SMPLify-style reference fits
+inherit; `max_eval_factor`), and a window rule that stops a sample when its loss fell by no more than
+stop_atol + stop_rtol * loss over the last stop_window iterations (the default 1e-3 over 10 iterations;
+`stop_window=0, max_eval_factor=0` restores fixed counts). Only the rows still running are evaluated, so
 converged samples cost nothing; the gradient at a projected latent comes from the chain rule, not a second
 evaluation (`reevaluate_projected=True`: the earlier behaviour).
 
@@ -48,7 +50,7 @@ from torch import nn
 from pose_prior.body_model.keypoint_body import KeypointBody
 from pose_prior.body_model.keypoints import KeypointMap, keypoint_map_for_body_model
 from pose_prior.fitting.camera import GMOF_SIGMA, gmof, perspective_project
-from pose_prior.fitting.lbfgs import batched_lbfgs
+from pose_prior.fitting.lbfgs import batched_lbfgs, evaluation_cap
 from pose_prior.fitting.starts import draw_pool, select_starts
 from pose_prior.priors.base import Prior
 from pose_prior.priors.none import NoPrior
@@ -85,6 +87,9 @@ class FitSettings:
     stop_window: int = 10
     stop_rtol: float = 1e-3
     stop_atol: float = 0.1
+    # per sample and stage, at most int(max_eval_factor x the stage's iterations) objective evaluations,
+    # checked after each iteration (torch.optim.LBFGS's default max_eval, 1.25 x max_iter; 0 = no cap)
+    max_eval_factor: float = 1.25
     sigma: float = GMOF_SIGMA  # Geman-McClure scale (px)
     depth_weight: float = 100.0  # camera stage: depth_weight^2 (tz - tz_init)^2
     gmm_weight: float = 4.78  # GMM prior: gmm_weight^2 * max-mixture penalty (SPIN's final weight)
@@ -96,14 +101,18 @@ class FitSettings:
     # per fit row, the body stage starts from the lowest-loss latent among the row's own start and this many
     # seeded prior samples, scored at the camera stage's orientation and translation (0 = off)
     start_pool: int = 0
+    # body stage: after this many iterations only each sample's lowest-loss row (of its restarts x
+    # orientations) goes on to body_iters, the others stop there (0 = every row runs to the end)
+    prune_after: int = 0
     seed: int = 0
     # the gradient at a projected latent from the chain rule (False) or a fresh evaluation there (True,
     # earlier versions: one more objective evaluation per iteration; same optimum, other rounding)
     reevaluate_projected: bool = False
 
-    def stopping(self) -> dict[str, Any]:
-        """The window stopping rule as `batched_lbfgs` keywords."""
-        return {"window": int(self.stop_window), "window_rtol": float(self.stop_rtol),
+    def stopping(self, max_iter: int) -> dict[str, Any]:
+        """A stage's iteration and evaluation caps and the window stopping rule as `batched_lbfgs` keywords."""
+        return {"max_iter": int(max_iter), "max_eval": evaluation_cap(max_iter, self.max_eval_factor),
+                "window": int(self.stop_window), "window_rtol": float(self.stop_rtol),
                 "window_atol": float(self.stop_atol)}
 
     @classmethod
@@ -288,32 +297,34 @@ def pool_starts(
     conf: torch.Tensor,
     center: torch.Tensor,
     settings: FitSettings,
+    rank: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Per fit row, the lowest-loss start among the row's own start and `settings.start_pool` seeded prior
     samples, each scored by the body-stage objective at the row's camera-stage orientation and translation.
 
     z0 (N, D) the rows' own starts, x_cam (N, 6) [axis-angle orientation, camera variables], keypoints
-    (N, K, 3), conf (N, K) body-stage confidences, center (N, 2) -> (N, D).
+    (N, K, 3), conf (N, K) body-stage confidences, center (N, 2), rank (N,) which candidate in the order of
+    their losses a row takes (a row's restart index; None: the best) -> (N, D).
     """
     pool = draw_pool(param.prior, settings.start_pool, settings.seed, z0)  # (M, D)
     with torch.no_grad():
-        rot_pool, betas_pool = param.matrices_and_betas(pool)  # (M, 21, 3, 3), (M, k) or None: decoded once
-        rot_own, betas_own = param.matrices_and_betas(z0)  # (N, 21, 3, 3)
+        # each candidate's kinematic chain once (decoded, posed with the identity root), then per row only
+        # the row's root rotation and translation
+        pool_pts, pool_j0 = keypoint_body.rooted(*param.matrices_and_betas(pool))  # (M, K, 3), (1|M, 3)
+        own_pts, own_j0 = keypoint_body.rooted(*param.matrices_and_betas(z0))  # (N, K, 3), (1|N, 3)
         root = axis_angle_to_matrix(x_cam[:, :3])  # (N, 3, 3)
         t = vars_to_camera(x_cam[:, 3:], settings.focal)  # (N, 3)
 
     def score(cand: Optional[torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
-        if cand is None:
-            rot, betas, z = rot_own[rows], None if betas_own is None else betas_own[rows], z0[rows]
-        else:
-            rot, betas, z = rot_pool[cand], None if betas_pool is None else betas_pool[cand], pool[cand]
-        pts = keypoint_body(root[rows], rot, t[rows], betas)
+        pts, j0, idx, z = (own_pts, own_j0, rows, z0) if cand is None else (pool_pts, pool_j0, cand, pool)
+        pts = keypoint_body.place(pts[idx], j0[idx if j0.shape[0] > 1 else [0]], root[rows], t[rows])
+        z = z[idx]
         proj = perspective_project(pts, torch.zeros_like(t[rows]), settings.focal, center[rows])
         loss = reprojection_loss(proj, keypoints[rows], conf[rows], settings.sigma)
         pen = param.penalty(z, settings)
         return loss if pen is None else loss + pen
 
-    return select_starts(z0, pool, score)
+    return select_starts(z0, pool, score, rank)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -413,8 +424,8 @@ def fit_keypoints(
 
     x_cam = torch.cat([orients, camera_to_vars(transl0, s.focal)], -1)
     if s.camera_iters > 0:
-        cam = batched_lbfgs(camera_loss, x_cam, max_iter=s.camera_iters, history_size=s.history_size,
-                            ftol=s.ftol, gtol=s.gtol, subset_rows=True, **s.stopping())
+        cam = batched_lbfgs(camera_loss, x_cam, history_size=s.history_size, ftol=s.ftol, gtol=s.gtol,
+                            subset_rows=True, **s.stopping(s.camera_iters))
         x_cam, cam_iters, cam_loss, cam_evals = cam.x.detach(), cam.iterations, cam.f, cam.evaluations
     else:
         cam_iters = torch.zeros(n_orient * B, dtype=torch.long, device=device)
@@ -426,8 +437,9 @@ def fit_keypoints(
     N = R * n_orient * B
     z0 = starts[:, None].expand(-1, n_orient, -1, -1).reshape(N, D)  # (N, D)
     if s.start_pool > 0 and prior is not None:
+        rank = torch.arange(N, device=device) // (n_orient * B)  # restart r: the r-th best candidate
         z0 = pool_starts(param, keypoint_body, z0, x_cam.repeat(R, 1), kp.repeat(R * n_orient, 1, 1),
-                         body_conf.repeat(R * n_orient, 1), ctr.repeat(R * n_orient, 1), s)
+                         body_conf.repeat(R * n_orient, 1), ctr.repeat(R * n_orient, 1), s, rank)
     x_body = torch.cat([z0, x_cam.repeat(R, 1)], -1)  # (N, D + 6)
     kp_n, conf_n, ctr_n = kp.repeat(R * n_orient, 1, 1), body_conf.repeat(R * n_orient, 1), ctr.repeat(R * n_orient, 1)
 
@@ -448,20 +460,33 @@ def fit_keypoints(
         data, pen = body_terms(x, rows)
         return data if pen is None else data + pen
 
+    lbfgs = dict(project=project if param.prior.constrained else None, history_size=s.history_size, ftol=s.ftol,
+                 gtol=s.gtol, subset_rows=True, reevaluate_projected=s.reevaluate_projected)
+    running = torch.ones(N, dtype=torch.bool, device=device)  # rows still candidates for the result
+    prune = s.prune_after if 0 < s.prune_after < s.body_iters and R * n_orient > 1 else 0
     if s.body_iters > 0:
-        res = batched_lbfgs(body_loss, x_body, project=project if param.prior.constrained else None,
-                            max_iter=s.body_iters, history_size=s.history_size, ftol=s.ftol, gtol=s.gtol,
-                            subset_rows=True, reevaluate_projected=s.reevaluate_projected, **s.stopping())
+        res = batched_lbfgs(body_loss, x_body, **lbfgs, **s.stopping(prune or s.body_iters))
         x_fin, body_iters, body_evals = project(res.x.detach()), res.iterations, res.evaluations
     else:
         x_fin, body_iters = project(x_body), torch.zeros(N, dtype=torch.long, device=device)
         body_evals = torch.zeros_like(body_iters)
+    if prune:  # per sample, only its lowest-loss row goes on (rows of other samples play no part)
+        kept = res.f.reshape(R * n_orient, B).argmin(0) * B + torch.arange(B, device=device)  # (B,)
+        running = torch.zeros_like(running).index_fill(0, kept, True)
+
+        def kept_loss(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            return body_loss(x, kept[rows])
+
+        more = batched_lbfgs(kept_loss, x_fin[kept], **lbfgs, **s.stopping(s.body_iters - prune))
+        x_fin = x_fin.index_copy(0, kept, project(more.x.detach()))
+        body_iters = body_iters.index_add(0, kept, more.iterations)
+        body_evals = body_evals.index_add(0, kept, more.evaluations)
     with torch.no_grad():
         data, pen = body_terms(x_fin, torch.arange(N, device=device))
         total = data if pen is None else data + pen
 
     # --- per sample, the best row ---
-    best = total.reshape(R * n_orient, B).argmin(0)  # (B,)
+    best = total.masked_fill(~running, math.inf).reshape(R * n_orient, B).argmin(0)  # (B,)
     rows = best * B + torch.arange(B, device=device)
     x_best = x_fin[rows]
     z = x_best[:, :D]

@@ -50,7 +50,8 @@ Projection = Callable[[torch.Tensor], torch.Tensor]  # (B, D) -> (B, D), row-wis
 Callback = Callable[[int, torch.Tensor, torch.Tensor], None]  # (round, f (B,), status (B,))
 
 # Stop reasons (per sample), stored in `BatchedLBFGSResult.status`.
-RUNNING, CONVERGED_GTOL, CONVERGED_FTOL, CONVERGED_XTOL, MAX_ITER, LINE_SEARCH_FAILED, CONVERGED_WINDOW = range(7)
+(RUNNING, CONVERGED_GTOL, CONVERGED_FTOL, CONVERGED_XTOL, MAX_ITER, LINE_SEARCH_FAILED, CONVERGED_WINDOW,
+ MAX_EVAL) = range(8)
 STATUS_NAMES = {
     RUNNING: "running",
     CONVERGED_GTOL: "gtol",
@@ -59,8 +60,16 @@ STATUS_NAMES = {
     MAX_ITER: "max_iter",
     LINE_SEARCH_FAILED: "line_search_failed",
     CONVERGED_WINDOW: "window",
+    MAX_EVAL: "max_eval",
 }
 CONVERGED_CODES = (CONVERGED_GTOL, CONVERGED_FTOL, CONVERGED_XTOL, CONVERGED_WINDOW)
+
+
+def evaluation_cap(max_iter: int, factor: float) -> Optional[int]:
+    """`max_eval` for `max_iter` iterations: int(factor x max_iter), at least 1; None (no cap) for factor <= 0.
+
+    torch.optim.LBFGS's default is factor 1.25 (max_iter * 5 // 4)."""
+    return max(int(max_iter * factor), 1) if factor > 0 else None
 
 
 @dataclass
@@ -380,10 +389,10 @@ class _PipelinedLBFGS:
     """The per-sample L-BFGS state of `batched_lbfgs` and its round loop (see the module docstring)."""
 
     def __init__(self, fn: Objective, x0: torch.Tensor, project: Optional[Projection], max_iter: int,
-                 history_size: int, lr: float, ftol: float, gtol: float, xtol: float, max_ls: int, c1: float,
-                 c2: float, projection_reset_ratio: float, window: int, window_rtol: float, window_atol: float,
-                 subset_rows: bool, reevaluate_projected: bool) -> None:
-        self.project, self.max_iter, self.lr = project, max_iter, lr
+                 max_eval: Optional[int], history_size: int, lr: float, ftol: float, gtol: float, xtol: float,
+                 max_ls: int, c1: float, c2: float, projection_reset_ratio: float, window: int,
+                 window_rtol: float, window_atol: float, subset_rows: bool, reevaluate_projected: bool) -> None:
+        self.project, self.max_iter, self.max_eval, self.lr = project, max_iter, max_eval, lr
         self.ftol, self.gtol, self.xtol, self.ratio = ftol, gtol, xtol, projection_reset_ratio
         self.window, self.window_rtol, self.window_atol = window, window_rtol, window_atol
         self.reevaluate_projected = reevaluate_projected
@@ -492,6 +501,8 @@ class _PipelinedLBFGS:
         rel_change = (f - f_new).abs() / torch.clamp(torch.maximum(f.abs(), f_new.abs()), min=1.0)
         no_progress = active & (self.acc_t == 0)
         new_status = torch.full_like(status, RUNNING)
+        if self.max_eval is not None:  # checked after a whole iteration, as torch.optim.LBFGS does
+            new_status = torch.where(self.n_evals >= self.max_eval, torch.full_like(status, MAX_EVAL), new_status)
         new_status = torch.where(iterations >= self.max_iter, torch.full_like(status, MAX_ITER), new_status)
         if self.past is not None:
             self.past = past = torch.where(active[:, None], torch.cat([self.past[:, 1:], f_new[:, None]], 1),
@@ -552,6 +563,7 @@ def batched_lbfgs(
     *,
     project: Optional[Projection] = None,
     max_iter: int = 100,
+    max_eval: Optional[int] = None,
     history_size: int = 10,
     lr: float = 1.0,
     ftol: float = 1e-9,
@@ -574,8 +586,10 @@ def batched_lbfgs(
     `subset_rows=True` it is called as `fn(x_rows, rows)` on the rows that need an evaluation only.
     Per sample, stop when max|grad| <= gtol, when the relative loss change
     |f_k - f_{k+1}| / max(|f_k|, |f_{k+1}|, 1) <= ftol, when max|x_{k+1} - x_k| <= xtol, when (window > 0)
-    f_{k-window} - f_k <= window_atol + window_rtol * |f_k|, after `max_iter` iterations, or when the line
-    search makes no progress. Stopped samples stay fixed.
+    f_{k-window} - f_k <= window_atol + window_rtol * |f_k|, after `max_iter` iterations, at the end of the
+    first iteration after which the sample has used `max_eval` objective evaluations (the initial one
+    included; None = no cap; torch.optim.LBFGS's default is max_iter * 5 // 4), or when the line search
+    makes no progress. Stopped samples stay fixed.
 
     Samples' iterations are pipelined (see the module docstring): `callback(round, f (B,), status (B,))`
     is called after every round (objective call, counted from 0 after the initial evaluation) in which
@@ -587,7 +601,9 @@ def batched_lbfgs(
         raise ValueError(f"batched_lbfgs: x0 must be (B, D), got shape {tuple(x0.shape)}")
     if not x0.is_floating_point():
         raise ValueError(f"batched_lbfgs: x0 must be floating point, got {x0.dtype}")
-    solver = _PipelinedLBFGS(fn, x0, project, max_iter, history_size, lr, ftol, gtol, xtol, max_ls, c1, c2,
+    if max_eval is not None and max_eval < 1:
+        raise ValueError(f"batched_lbfgs: max_eval must be >= 1 or None, got {max_eval}")
+    solver = _PipelinedLBFGS(fn, x0, project, max_iter, max_eval, history_size, lr, ftol, gtol, xtol, max_ls, c1, c2,
                              projection_reset_ratio, window, window_rtol, window_atol, subset_rows,
                              reevaluate_projected)
     return solver.run(callback)

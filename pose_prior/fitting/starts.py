@@ -3,7 +3,8 @@
 A fit through a prior's latent is non-convex: from one fixed start (the mode, or GAN-S's most neutral
 sample) many samples end in a poor basin. Scoring a seeded pool of prior samples by the fit's own objective
 at the start (one forward pass per candidate, no gradients) and starting each row from the best of them and
-its own start costs a small fraction of the fit. The pool is drawn once with a fixed seed and is the same for
+its own start costs a small fraction of the fit. With several restarts per sample, restart r starts from the
+r-th best. The pool is drawn once with a fixed seed and is the same for
 every row, so a row's start does not depend on the rest of its batch.
 """
 
@@ -32,9 +33,11 @@ def draw_pool(prior: Prior, size: int, seed: int, like: torch.Tensor) -> torch.T
     return (prior.project(pool) if prior.constrained else pool).to(like)
 
 
-def select_starts(z0: torch.Tensor, pool: torch.Tensor, score: StartScore,
+def select_starts(z0: torch.Tensor, pool: torch.Tensor, score: StartScore, rank: Optional[torch.Tensor] = None,
                   chunk_rows: int = POOL_CHUNK_ROWS) -> torch.Tensor:
-    """Per row, the lowest-scoring of its own start z0 (N, D) and the pool's candidates (M, D) -> (N, D).
+    """Per row, the lowest-scoring of its own start z0 (N, D) and the pool's candidates (M, D) -> (N, D);
+    with `rank` (N,) long, the rank[n]-th lowest for row n (0 = the lowest), so that a sample's restarts
+    start from its best, second best, ... candidates instead of all from the same one.
 
     The own start wins ties, so an empty or useless pool changes nothing. `score` sees at most `chunk_rows`
     rows per call.
@@ -48,5 +51,10 @@ def select_starts(z0: torch.Tensor, pool: torch.Tensor, score: StartScore,
             c = min(per_chunk, pool.shape[0] - m)
             cand = torch.arange(m, m + c, device=z0.device).repeat_interleave(N)
             scores.append(score(cand, rows_all.repeat(c)).reshape(c, N))
-        best = torch.cat(scores).argmin(0)  # (N,) 0 = the own start
+        scores = torch.cat(scores)  # (1 + M, N)
+        if rank is None:
+            best = scores.argmin(0)  # (N,) 0 = the own start
+        else:  # a stable sort keeps the own start (index 0) first among equal scores
+            order = torch.sort(scores, dim=0, stable=True).indices  # (1 + M, N)
+            best = order[rank.clamp(max=scores.shape[0] - 1), rows_all]
     return torch.where((best == 0)[:, None], z0, pool[(best - 1).clamp(min=0)])

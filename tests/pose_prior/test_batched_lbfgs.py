@@ -12,6 +12,7 @@ from pose_prior.fitting.lbfgs import (
     CONVERGED_FTOL,
     CONVERGED_GTOL,
     CONVERGED_WINDOW,
+    MAX_EVAL,
     MAX_ITER,
     _LineSearch,
     batched_lbfgs,
@@ -162,6 +163,33 @@ def test_stopped_samples_stay_fixed_and_stop_reasons():
     assert (res.status[1:] == MAX_ITER).all() and (res.iterations[1:] == 1).all()
     loose = batched_lbfgs(q, x0, max_iter=100, gtol=0, ftol=1e-3)
     assert (loose.status[1:] == CONVERGED_FTOL).all()
+
+
+def test_evaluation_cap_stops_where_torch_lbfgs_stops():
+    """max_eval = torch.optim.LBFGS's default (max_iter * 5 // 4): per sample, the same iterations, the same
+    evaluations and the same point as torch's own L-BFGS with the strong-Wolfe line search (float64)."""
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(6, 4, generator=g, dtype=torch.float64) * 1.5
+    max_iter = 20
+    res = batched_lbfgs(rosenbrock, x0, max_iter=max_iter, max_eval=max_iter * 5 // 4, gtol=0, ftol=0, xtol=0)
+    assert (res.status == MAX_EVAL).any() and (res.status == MAX_ITER).any()  # both caps are exercised
+    uncapped = batched_lbfgs(rosenbrock, x0, max_iter=max_iter, gtol=0, ftol=0, xtol=0)
+    assert (uncapped.evaluations > max_iter * 5 // 4).any()
+    for i in range(x0.shape[0]):
+        x = x0[i].clone().requires_grad_(True)
+        opt = torch.optim.LBFGS([x], lr=1, max_iter=max_iter, tolerance_grad=0, tolerance_change=0,
+                                history_size=10, line_search_fn="strong_wolfe")
+
+        def closure(x=x, opt=opt):
+            opt.zero_grad()
+            f = rosenbrock(x[None]).sum()
+            f.backward()
+            return f
+
+        opt.step(closure)
+        state = opt.state[opt._params[0]]
+        assert (int(res.iterations[i]), int(res.evaluations[i])) == (state["n_iter"], state["func_evals"])
+        torch.testing.assert_close(res.x[i], x.detach(), rtol=0, atol=1e-10)
 
 
 def test_rejects_wrong_closure_shape():

@@ -21,6 +21,7 @@ from pose_prior.fitting.keypoint_fit import (
     init_translation,
     vars_to_camera,
 )
+from pose_prior.fitting.lbfgs import batched_lbfgs
 from pose_prior.priors import GANPrior, GMMPrior
 from pose_prior.priors.gan.networks import PoseGenerator
 from pose_prior.priors.latent import make_latent
@@ -78,6 +79,16 @@ def test_keypoint_body_matches_full_body_model(light_body_model_f64) -> None:
     assert kb.sub_regressor.shape[1] < bm.num_vertices // 10  # only a few vertices skinned
     assert torch.allclose(got[:, avail], ref[:, avail], atol=1e-12)
     assert torch.allclose(got[:, ~avail], t[:, None].expand(-1, int((~avail).sum()), -1))
+    # posed once under the identity root, then turned about the root joint and shifted: the same keypoints,
+    # for the neutral shape and for betas (whose root joint moves with the shape)
+    for betas in (None, torch.randn(5, 4, generator=g, dtype=torch.float64)):
+        rooted, j0 = kb.rooted(body_pose_to_matrices(pose), betas)
+        placed = kb.place(rooted, j0, axis_angle_to_matrix(go), t)
+        direct = kb(axis_angle_to_matrix(go), body_pose_to_matrices(pose), t, betas)
+        torch.testing.assert_close(placed, direct, rtol=0, atol=1e-12)
+        shaped = bm(pose, betas=betas, global_orient=go, transl=t)
+        torch.testing.assert_close(placed[:, avail], kmap(shaped.vertices, shaped.joints)[:, avail], rtol=0,
+                                   atol=1e-12)
 
 
 def test_camera_variables_round_trip_and_flip_is_a_half_turn_about_vertical() -> None:
@@ -138,12 +149,12 @@ def test_fitting_recovers_a_body_the_prior_can_express(light_body_model_f64) -> 
     assert (res.losses["reprojection"] < 5.0).all()  # px^2 summed over 47 keypoints
 
 
-@pytest.mark.parametrize("start_pool", [0, 16])
-def test_sample_alone_equals_sample_in_a_batch_of_32(light_body_model_f64, start_pool: int) -> None:
+@pytest.mark.parametrize("extra", [{}, {"start_pool": 16}, {"start_pool": 16, "restarts": 2, "prune_after": 5}])
+def test_sample_alone_equals_sample_in_a_batch_of_32(light_body_model_f64, extra: dict) -> None:
     bm = light_body_model_f64
     prior = tame_prior("S")
     kp, *_ = make_problem(prior, bm, B=32, seed=7, layout="spin24", depth=45.0)
-    settings = FitSettings(body_iters=15, camera_iters=5, start_pool=start_pool)
+    settings = FitSettings(body_iters=15, camera_iters=5, **extra)
     batch = fit_keypoints(prior, bm, kp, "spin24", CENTER, settings)
     alone = fit_keypoints(prior, bm, kp[5:6], "spin24", CENTER, settings)
     assert torch.allclose(alone.latent, batch.latent[5:6], atol=1e-4)
@@ -151,6 +162,24 @@ def test_sample_alone_equals_sample_in_a_batch_of_32(light_body_model_f64, start
     assert torch.allclose(alone.transl, batch.transl[5:6], atol=1e-4 * 50)
     assert torch.allclose(alone.body_pose, batch.body_pose[5:6], atol=1e-4)
     assert alone.iterations[0] == batch.iterations[5]
+
+
+def test_prune_after_continues_only_each_samples_best_row(light_body_model_f64) -> None:
+    """prune_after=k: the rows (2 restarts x 2 orientations) run k iterations, then only each sample's
+    lowest-loss row goes on. So the winner is the row a k-iteration fit picks, its loss is no higher than
+    there, and the other rows' evaluations after k are saved."""
+    bm = light_body_model_f64
+    prior = tame_prior("S")
+    kp, *_ = make_problem(prior, bm, B=6, seed=5, layout="spin24", depth=45.0)
+    common = dict(camera_iters=5, restarts=2, start_pool=8, stop_window=0, max_eval_factor=0)
+    first = fit_keypoints(prior, bm, kp, "spin24", CENTER, FitSettings(body_iters=6, **common))
+    pruned = fit_keypoints(prior, bm, kp, "spin24", CENTER, FitSettings(body_iters=20, prune_after=6, **common))
+    full = fit_keypoints(prior, bm, kp, "spin24", CENTER, FitSettings(body_iters=20, **common))
+    assert torch.equal(pruned.flipped, first.flipped) and torch.equal(pruned.start, first.start)
+    assert (pruned.losses["total"] <= first.losses["total"] * (1 + 1e-9)).all()
+    assert (pruned.iterations == first.iterations + 14).all()  # fixed counts: 6, then 14 more
+    # the three other rows of a sample stop after 6 iterations instead of 20
+    assert (pruned.evaluations < full.evaluations).all()
 
 
 def test_start_pool_starts_each_row_from_its_lowest_loss_candidate(light_body_model_f64) -> None:
@@ -185,6 +214,31 @@ def test_start_pool_starts_each_row_from_its_lowest_loss_candidate(light_body_mo
         assert torch.allclose(res.latent[b], candidates[best], atol=1e-12)
         picked_from_pool += best > 0
     assert picked_from_pool > 0  # the pool changed some starts: the test sees the selection at work
+
+
+def test_start_pool_gives_each_restart_its_own_candidate(light_body_model_f64) -> None:
+    """restarts=2 with a pool: restart 0 starts where a single-start fit starts (the best candidate), restart 1
+    from another candidate (the second best), not from the same one again."""
+    bm = light_body_model_f64
+    prior = tame_prior("S")
+    kp, *_ = make_problem(prior, bm, B=5, seed=3, layout="spin24", depth=45.0)
+    first: dict[int, torch.Tensor] = {}
+
+    def monitor(stage: str, z: torch.Tensor) -> None:  # the body stage's first evaluation: every row's start
+        if stage == "body" and restarts not in first:
+            first[restarts] = z.clone()
+
+    for restarts in (1, 2):
+        fit_keypoints(prior, bm, kp, "spin24", CENTER, FitSettings(body_iters=1, camera_iters=5, flip=False,
+                                                                   start_pool=12, restarts=restarts, seed=4),
+                      monitor=monitor)
+    one, two = first[1], first[2].reshape(2, 5, -1)  # rows (restart, sample)
+    assert torch.equal(two[0], one)
+    assert ((two[1] - two[0]).abs().amax(-1) > 1e-6).all()
+    pool = prior.project(prior.sample(12, generator=torch.Generator().manual_seed(4)))
+    own = prior.fit_starts(2, 256, 4)  # the restarts' own starts: the two most neutral candidates
+    candidates = torch.cat([own, pool])
+    assert all(float((candidates - z).abs().amax(-1).min()) < 1e-12 for z in two.reshape(10, -1))
 
 
 def test_gan_s_latent_stays_on_the_sphere_at_every_evaluation(light_body_model) -> None:
@@ -260,9 +314,10 @@ def test_flip_finds_a_body_seen_from_behind(light_body_model_f64) -> None:
     uv = perspective_project(kb(axis_angle_to_matrix(orient), body_pose_to_matrices(pose), transl),
                              torch.zeros_like(transl), 5000.0, CENTER)
     kp = torch.cat([uv, kb.available[None, :, None].expand(B, -1, 1).to(uv)], -1)
-    # fixed iteration counts (stop_window=0): sample 0's two orientations end within a few percent of each
-    # other after 40 iterations, so which one wins depends on where they stop; this test is about the choice
-    fixed = dict(body_iters=40, camera_iters=15, stop_window=0)
+    # fixed iteration counts (stop_window=0, max_eval_factor=0): sample 0's two orientations end within a few
+    # percent of each other after 40 iterations, so which one wins depends on where they stop; this test is
+    # about the choice
+    fixed = dict(body_iters=40, camera_iters=15, stop_window=0, max_eval_factor=0)
     both = fit_keypoints(prior, bm, kp, "spin24", CENTER, FitSettings(**fixed))
     no_flip = fit_keypoints(prior, bm, kp, "spin24", CENTER, FitSettings(**fixed, flip=False))
     assert both.flipped.tolist() == [False, True]
@@ -271,6 +326,26 @@ def test_flip_finds_a_body_seen_from_behind(light_body_model_f64) -> None:
     # the winning orientation faces away: its forward axis points away from the camera (+z)
     fwd_z = axis_angle_to_matrix(both.global_orient)[:, 2, 2]
     assert fwd_z[0] < 0 < fwd_z[1]
+
+
+def test_each_stage_caps_evaluations_like_torch_lbfgs(light_body_model, monkeypatch) -> None:
+    """Per stage, max_eval = int(1.25 x the stage's iterations), torch.optim.LBFGS's default; 0 = no cap."""
+    import pose_prior.fitting.keypoint_fit as keypoint_fit
+
+    calls: list[tuple[int, int | None]] = []
+
+    def recording(*args, **kw):
+        calls.append((kw["max_iter"], kw["max_eval"]))
+        return batched_lbfgs(*args, **kw)
+
+    monkeypatch.setattr(keypoint_fit, "batched_lbfgs", recording)
+    prior = tame_prior("S", dtype=torch.float32)
+    kp = make_problem(prior, light_body_model, B=2, seed=3)[0]
+    for factor, expected in ((1.25, [(6, 7), (10, 12)]), (0.0, [(6, None), (10, None)])):
+        calls.clear()
+        fit_keypoints(prior, light_body_model, kp, "spin49", CENTER,
+                      FitSettings(camera_iters=6, body_iters=10, max_eval_factor=factor))
+        assert calls == expected
 
 
 def test_bad_keypoint_shapes_are_refused(light_body_model) -> None:

@@ -33,6 +33,22 @@ def test_each_row_gets_its_nearest_candidate_whatever_the_chunking(chunk_rows: i
         assert torch.equal(got[n], candidates[best])
 
 
+@pytest.mark.parametrize("chunk_rows", [2, 16384])
+def test_a_row_of_rank_r_gets_its_r_th_nearest_candidate(chunk_rows: int) -> None:
+    z0, pool, target, score = _setup()
+    rank = torch.tensor([0, 1, 2, 0, 3, 11, 30])  # 30: past the last candidate, clamped to the worst
+    got = select_starts(z0, pool, score, rank, chunk_rows=chunk_rows)
+    for n in range(z0.shape[0]):
+        candidates = [z0[n]] + list(pool)
+        dists = [float((c - target[n]).square().sum()) for c in candidates]
+        order = sorted(range(len(dists)), key=lambda i: (dists[i], i))
+        assert torch.equal(got[n], candidates[order[min(int(rank[n]), len(order) - 1)]])
+    assert torch.equal(select_starts(z0, pool, score, torch.zeros(7, dtype=torch.long)), select_starts(z0, pool, score))
+    # equal scores: the own start first, then the pool in its order
+    flat = select_starts(z0, pool, lambda c, r: torch.zeros(r.shape[0], dtype=torch.float64), torch.tensor([0, 1, 2] * 2 + [0]))
+    assert torch.equal(flat[0], z0[0]) and torch.equal(flat[1], pool[0]) and torch.equal(flat[2], pool[1])
+
+
 def test_the_own_start_wins_ties_and_an_unhelpful_pool_changes_nothing() -> None:
     z0, pool, target, _ = _setup()
 
