@@ -147,16 +147,17 @@ class Section:
 def body_pose_comparison(paths: list[str], names: list[str], cfg: DictConfig, out: Path,
                          files: dict[str, Prior]) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
     """Tables 1-2 and the generation metrics of body-pose priors; writes the two figures into `out`.
-    Empty on ranks other than zero. (`files` is not used: each runner loads its prior from its config.)"""
+    Empty on ranks other than zero. The files in `files` are not loaded again."""
     coverage: dict[str, CoverageCallback] = {}
     interp: dict[str, InterpolationCallback] = {}
     generation: dict[str, list[dict[str, Any]]] = {}
     for name, path in zip(names, paths):
+        prior = files.get(path)
         _, cov = evaluate_prior_coverage(sub_task_config(cfg, "eval-coverage", "coverage", prior=path,
-                                                         output_dir=str(out / name / "coverage")))
+                                                         output_dir=str(out / name / "coverage")), prior)
         _, itp = evaluate_prior_interpolation(sub_task_config(cfg, "eval-interp", "interpolation", prior=path,
-                                                              output_dir=str(out / name / "interpolation")))
-        gen = (evaluate_prior_generation(cfg, path, name, out / name / "generation")
+                                                              output_dir=str(out / name / "interpolation")), prior)
+        gen = (evaluate_prior_generation(cfg, path, name, out / name / "generation", prior)
                if cfg.generation.conventions else [])
         if cov is not None and itp is not None and gen is not None:  # rank zero holds the results
             coverage[name], interp[name], generation[name] = cov, itp, gen

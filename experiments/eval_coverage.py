@@ -26,13 +26,16 @@ from experiments.evaluation import (
 )
 from experiments.tables import print_table
 from experiments.training import prepare_run_dir
+from pose_prior.priors import Prior
 
 
-def evaluate_prior_coverage(cfg: DictConfig) -> tuple[Path, CoverageCallback | None]:
-    """Run the coverage evaluation of `cfg.prior`; returns the run folder and, on rank zero, the callback
-    holding the result in memory (`last_result`, `last_record`); None on the other ranks."""
+def evaluate_prior_coverage(cfg: DictConfig, prior: Prior | None = None) -> tuple[Path, CoverageCallback | None]:
+    """Run the coverage evaluation of `cfg.prior` (`prior`: that file, already loaded); returns the run folder
+    and, on rank zero, the callback holding the result in memory (`last_result`, `last_record`); None on the
+    other ranks."""
     path = require_prior(cfg, "eval-coverage")
-    prior = load_prior_file(path)  # before anything is written: a wrong file leaves no output folder
+    if prior is None:  # loaded before anything is written: a wrong file leaves no output folder
+        prior = load_prior_file(path)
     run_dir = prepare_run_dir(cfg)
     sources = load_splits(cfg)
     if "train" not in sources:

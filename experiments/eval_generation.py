@@ -33,6 +33,7 @@ from experiments.evaluation import (
 from experiments.tables import print_table, write_csv
 from experiments.training import prepare_run_dir
 from pose_prior.io import atomic_write_json
+from pose_prior.priors import Prior
 
 CSV_COLUMNS = ["name", "convention", "num_samples", "fid", "precision", "recall", "density", "coverage",
                "apd_cm", "dnn", "prior"]
@@ -64,13 +65,14 @@ def split_array(cfg: DictConfig, split: str) -> tuple[Path, np.ndarray]:
     return path, np.load(path, mmap_mode="r")
 
 
-def evaluate_prior_generation(cfg: DictConfig, path: str, name: str | None = None,
-                              out_dir: Path | None = None) -> list[dict[str, Any]] | None:
+def evaluate_prior_generation(cfg: DictConfig, path: str, name: str | None = None, out_dir: Path | None = None,
+                              prior: Prior | None = None) -> list[dict[str, Any]] | None:
     """The generation metrics of the prior file `path` under every convention of `cfg.generation`, through
     a test loop on `cfg.trainer`'s devices; `cfg` is an eval-generation or compare config. Returns, on rank
     zero, one record per convention (name, prior description, metrics); None on the other ranks. With
-    `out_dir`, rank zero also writes out_dir/generation.json."""
-    prior = load_prior_file(path)
+    `out_dir`, rank zero also writes out_dir/generation.json. `prior`: the file at `path`, already loaded."""
+    if prior is None:
+        prior = load_prior_file(path)
     settings = GenerationSettings.from_config(cfg.generation)
     # no CSV logger of its own either: the runner writes generation.csv once
     sub = sub_task_config(cfg, "eval-generation", "generation", csv_logger=False, prior=path,

@@ -24,13 +24,17 @@ from experiments.evaluation import (
 )
 from experiments.tables import print_table
 from experiments.training import prepare_run_dir
+from pose_prior.priors import Prior
 
 
-def evaluate_prior_interpolation(cfg: DictConfig) -> tuple[Path, InterpolationCallback | None]:
-    """Run the interpolation evaluation of `cfg.prior`; returns the run folder and, on rank zero, the
-    callback holding the result in memory (`last_stats`, `last_record`); None on the other ranks."""
+def evaluate_prior_interpolation(cfg: DictConfig,
+                                 prior: Prior | None = None) -> tuple[Path, InterpolationCallback | None]:
+    """Run the interpolation evaluation of `cfg.prior` (`prior`: that file, already loaded); returns the run
+    folder and, on rank zero, the callback holding the result in memory (`last_stats`, `last_record`); None on
+    the other ranks."""
     path = require_prior(cfg, "eval-interp")
-    prior = load_prior_file(path)  # before anything is written: a wrong file leaves no output folder
+    if prior is None:  # loaded before anything is written: a wrong file leaves no output folder
+        prior = load_prior_file(path)
     run_dir = prepare_run_dir(cfg)
     sources = load_splits(cfg, ("test",))
     if "test" not in sources:

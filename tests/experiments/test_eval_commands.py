@@ -203,13 +203,15 @@ def test_eval_interp_json_equals_direct_evaluation(tmp_path, demo_amass_tree, pr
 
 
 def test_compare_two_priors_writes_one_row_each(tmp_path, demo_amass_tree, prepared_amass: PrepareReport,
-                                                tiny_priors) -> None:
+                                                tiny_priors, prior_loads) -> None:
     prepared = Path(prepared_amass.prepared_dir)
     priors = f"priors=[{tiny_priors['gan_s']},{tiny_priors['gmm']}]"
     cfg = load_config(CONFIGS_DIR / "compare.yaml",
                       [priors, *common(tmp_path / "cmp", demo_amass_tree, prepared), *TINY_COVERAGE, *TINY_INTERP,
                        *TINY_GENERATION, "coverage.tsne_points=0"])
     out = run_compare(cfg)
+    # each file is read once although coverage, interpolation and generation all evaluate it
+    assert prior_loads == {str(tiny_priors["gan_s"]): 1, str(tiny_priors["gmm"]): 1}
     rows = list(csv.DictReader(open(out / "comparison.csv")))
     assert [r["prior"] for r in rows] == ["gan_s", "gmm"] and [r["kind"] for r in rows] == ["gan", "gmm"]
     for r in rows:

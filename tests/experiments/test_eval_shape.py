@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -185,22 +184,7 @@ LOAD_ONCE = ["shape.num_generated=8", "shape.num_references=5", "shape.chunk_siz
              "shape.interp_pairs=2", "shape.interp_steps=3", *NO_FIGURES]
 
 
-def _count_loads(monkeypatch) -> Counter:
-    """Loads of prior files by path, counted where every runner's `load_prior_file` reads the file."""
-    import experiments.evaluation
-
-    counts: Counter = Counter()
-    real = experiments.evaluation.load_prior
-
-    def counting(path, *args, **kwargs):
-        counts[str(path)] += 1
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(experiments.evaluation, "load_prior", counting)
-    return counts
-
-
-def test_each_prior_file_is_loaded_once_per_run(tmp_path, monkeypatch, shape_prior_files, demo_amass_tree,
+def test_each_prior_file_is_loaded_once_per_run(tmp_path, prior_loads, shape_prior_files, demo_amass_tree,
                                                 prepared_amass) -> None:
     """eval-shape, `shape_comparison` and compare's shape section load a file once, also when it stands
     alone and in a pair."""
@@ -210,7 +194,7 @@ def test_each_prior_file_is_loaded_once_per_run(tmp_path, monkeypatch, shape_pri
     f = {k: str(v) for k, v in shape_prior_files.items()}
     entries = [f["beta"], f["tb"], f"{f['pose']}+{f['beta']}"]
     data = _data(demo_amass_tree, prepared_amass)
-    counts = _count_loads(monkeypatch)
+    counts = prior_loads
     assert run_main(["eval_shape", f"priors=[{','.join(entries)}]", f"output_dir={tmp_path / 'eval'}", *data,
                      *LOAD_ONCE]) == 0
     assert counts == {f["beta"]: 1, f["tb"]: 1, f["pose"]: 1}
