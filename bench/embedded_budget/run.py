@@ -69,8 +69,29 @@ def train(run_dir: Path, latent: str, batch: int, procedure: str, epochs: int, i
     return rec
 
 
+def _curve(t: dict) -> tuple[str, str, str]:
+    return t["latent"], str(t["batch"]), t["procedure"]
+
+
+def _kept_rows(out: Path, present: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The CSV rows and runs.json entries already in `out` of curves that no run folder in `present` (their
+    timing.json records) measures: a run folder deleted since, e.g. on another machine, keeps its numbers."""
+    measured = {_curve(t) for t in present}
+    kept_timings = [t for t in (json.loads((out / "runs.json").read_text()) if (out / "runs.json").exists() else [])
+                    if _curve(t) not in measured]
+    kept_curves = {_curve(t) for t in kept_timings}
+    kept_rows = []
+    if (out / "recall_vs_iterations.csv").exists():
+        with open(out / "recall_vs_iterations.csv", newline="") as f:
+            for r in csv.DictReader(f):
+                if (r["latent"], r["batch"], r["procedure"]) in kept_curves:
+                    kept_rows.append({k: (v if k in ("latent", "procedure") else float(v) if "." in v else int(v))
+                                      for k, v in r.items()})
+    return kept_rows, kept_timings
+
+
 def collect(runs_dir: Path, out: Path) -> list[dict]:
-    rows, timings = [], []
+    rows, timings = _kept_rows(out, [json.loads(t.read_text()) for t in runs_dir.glob("*/timing.json")])
     for timing in sorted(runs_dir.glob("*/timing.json")):
         t = json.loads(timing.read_text())
         timings.append(t)
@@ -86,6 +107,8 @@ def collect(runs_dir: Path, out: Path) -> list[dict]:
             row["num_generated"] = c["sizes"]["num_generated"]
             row["run_train_wall_s"] = t["train_wall_s"]
             rows.append(row)
+    rows.sort(key=lambda r: (r["latent"], r["procedure"], r["iterations"]))
+    timings.sort(key=lambda t: t["run"])
     out.mkdir(parents=True, exist_ok=True)
     if rows:
         with open(out / "recall_vs_iterations.csv", "w", newline="") as f:
