@@ -1,24 +1,23 @@
 """Keypoint fitting: every prior's time and P-MPJPE on the same frames, and batched against one frame at a time.
 
 Part 1 (per-prior table): fits the first `--h36m-frames` frames of an H3.6M Protocol-2 file (default: the
-embedded default's synthetic file, made by `make demo-h36m`) with no prior and with each given prior, through
-the same code as `make eval-h36m` (KeypointFittingModule's per-batch fit, without a Trainer), in rounds that
-alternate the priors so that load from other processes hits all alike; prints seconds per 100 frames (the
-best round), mean P-MPJPE, mean L-BFGS iterations (camera + body stage of the winning row), objective
-evaluations per frame (every row of the frame: both orientations, both stages; a load-independent cost) and
-the GAN-S / VPoser time ratio (target <= 1.0 at equal or lower P-MPJPE). Prior files default to those `make
-compare` trains (outputs/compare/priors/<name>/prior.pt); without them this part is skipped, saying so.
-`--start-pool N` adds a row `<prior>+pool` per prior fitted with `start_pool=N` (each row starts from the
-best of its own start and N seeded prior samples), and a ratio line for every GAN-S row against every VPoser
-row.
+embedded default's synthetic file, made by `make demo-h36m`) in batches of `--batch-size` with no prior and
+with each given prior, through the same code as `make eval-h36m` (KeypointFittingModule's per-batch fit,
+without a Trainer), in rounds that alternate the priors so that load from other processes hits all alike;
+prints seconds per 100 frames (the best round), mean P-MPJPE, mean L-BFGS iterations (camera + body stage of
+the winning row), objective evaluations per frame (every row of the frame: both orientations, both stages; a
+load-independent cost) and the GAN-S / VPoser time ratio (target <= 1.0 at equal or lower P-MPJPE). Prior
+files default to those `make compare` trains (outputs/compare/priors/<name>/prior.pt); without them this part
+is skipped, saying so. Each `--variant name:key=value,...` adds a row `<prior>+name` per prior fitted with
+those settings changed, and a ratio line for every GAN-S row against every VPoser row.
 
 Part 2 (batched against solo): both runs fit synthetic H3.6M-format frames (poses from a seeded random GAN-S
 prior, open-light model, SPIN's camera); prints the speed-up and the P-MPJPE of both (target >= 15x with
 per-frame results identical: P-MPJPE within 0.5 mm and the same L-BFGS iterations per frame). float64, so
 that rounding does not change line-search decisions between batch sizes.
 
-    .venv/bin/python bench/fitting.py [--h36m-frames 100] [--rounds 2] [--threads 1] [--start-pool 64]
-        [--set body_iters=300 ftol=1e-6] [--prior gan_s=outputs/runs/gan_s/prior.pt --prior vposer=...]
+    .venv/bin/python bench/fitting.py [--h36m-frames 256] [--batch-size 64] [--rounds 3] [--threads 2]
+        [--variant pool:start_pool=64] [--set body_iters=300 ftol=1e-6] [--prior gan_s=outputs/runs/gan_s/prior.pt --prior vposer=...]
         [--frames 64] [--solo 8] [--iters 30] [--skip-priors] [--skip-batching]
 """
 
@@ -71,12 +70,15 @@ def parse_settings(items: list[str]) -> dict:
 def add_prior_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--h36m", default="outputs/demo/h36m/h36m_valid_protocol2.npz")
     ap.add_argument("--body-model", default="open")
-    ap.add_argument("--h36m-frames", type=int, default=100, help="frames of the H3.6M file in the per-prior table")
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--h36m-frames", type=int, default=256, help="frames of the H3.6M file in the per-prior table")
+    ap.add_argument("--batch-size", type=int, default=64, help="frames per fit (eval-h36m's data.batch_size)")
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the per-prior table")
     ap.add_argument("--prior", action="append", default=[], help="name=path (repeatable); default: make compare's")
     ap.add_argument("--set", nargs="*", default=[], help="FitSettings overrides, e.g. body_iters=300 ftol=1e-6")
-    ap.add_argument("--start-pool", type=int, default=0, help="also fit every prior with this start_pool (0: no)")
+    ap.add_argument("--variant", action="append", default=[],
+                    help="name:key=value,... (repeatable): also fit every prior with these FitSettings overrides, "
+                         "as row <prior>+name, e.g. pool:start_pool=64")
 
 
 def prior_table(args: argparse.Namespace) -> None:
@@ -92,30 +94,42 @@ def prior_table(args: argparse.Namespace) -> None:
     reg = h36m_regressor_for(args.body_model, None, body_model.num_vertices)
     data = H36MEvalDataset(read_h36m_p2(args.h36m))
     n = min(args.h36m_frames, len(data))
-    items = [data[i] for i in range(n)]
-    batch = {k: (torch.stack([it[k] for it in items]) if torch.is_tensor(items[0][k]) else torch.tensor([it[k] for it in items]))
-             for k in items[0]}
+    batches = []
+    for lo in range(0, n, args.batch_size):  # eval-h36m's batches
+        items = [data[i] for i in range(lo, min(lo + args.batch_size, n))]
+        batches.append({k: (torch.stack([it[k] for it in items]) if torch.is_tensor(items[0][k])
+                            else torch.tensor([it[k] for it in items])) for k in items[0]})
     settings = FitSettings(**parse_settings(args.set))
+    variants = {"": settings}
+    for spec in args.variant:  # name:key=value,key=value
+        label, _, items = spec.partition(":")
+        variants[f"+{label}"] = replace(settings, **parse_settings(items.split(",")))
     modules = {"none": KeypointFittingModule(None, body_model, reg, settings=settings)}
-    pooled = replace(settings, start_pool=args.start_pool)
     for name, path in paths.items():
-        modules[name] = KeypointFittingModule(load_prior(path), body_model, reg, settings=settings)
-        if args.start_pool > 0:
-            modules[f"{name}+pool"] = KeypointFittingModule(load_prior(path), body_model, reg, settings=pooled)
-    modules["none"]._fit({k: v[:2] for k, v in batch.items()}, 0)  # warm-up
+        prior = load_prior(path)
+        for label, variant in variants.items():
+            modules[f"{name}{label}"] = KeypointFittingModule(prior, body_model, reg, settings=variant)
+    modules["none"]._fit({k: v[:2] for k, v in batches[0].items()}, 0)  # warm-up
     best = dict.fromkeys(modules, float("inf"))
     result = {}
     for _ in range(args.rounds):
         for name, module in modules.items():
             t0 = time.perf_counter()
-            result[name] = module._fit(batch, 0)
+            outs = [module._fit(b, 0) for b in batches]
             best[name] = min(best[name], time.perf_counter() - t0)
-    print(f"{n} frames of {args.h36m}, body model {args.body_model}, {args.threads} threads, settings {settings}")
-    print(f"{'prior':12s} {'s/100 frames':>13s} {'P-MPJPE mm':>11s} {'MPJPE mm':>9s} {'iterations':>10s} "
+            result[name] = {k: torch.cat([o[k] for o in outs]) for k in ("p_mpjpe", "mpjpe", "iterations",
+                                                                          "evaluations")}
+    print(f"{n} frames of {args.h36m} in batches of {args.batch_size}, body model {args.body_model}, "
+          f"{args.threads} threads, best of {args.rounds} rounds, settings {settings}")
+    for label, variant in variants.items():
+        if label:
+            changed = {k: v for k, v in vars(variant).items() if v != getattr(settings, k)}
+            print(f"  {label}: {changed}")
+    print(f"{'prior':22s} {'s/100 frames':>13s} {'P-MPJPE mm':>11s} {'MPJPE mm':>9s} {'iterations':>10s} "
           f"{'evals/frame':>11s}")
     for name in modules:
         r = result[name]
-        print(f"{name:12s} {best[name] * 100 / n:13.2f} {float(r['p_mpjpe'].mean()):11.2f} "
+        print(f"{name:22s} {best[name] * 100 / n:13.2f} {float(r['p_mpjpe'].mean()):11.2f} "
               f"{float(r['mpjpe'].mean()):9.2f} {float(r['iterations'].float().mean()):10.1f} "
               f"{float(r['evaluations'].float().mean()):11.1f}")
     for gan in (n for n in modules if n.split("+")[0] == "gan_s"):
