@@ -65,8 +65,8 @@ def run_eval_ik(cfg: DictConfig) -> Path:
     settings = Joints3DFitSettings.from_dict(to_container(cfg.fitting))
     records, rows = [], []
     for path in paths:
-        prior = NoPrior() if path == "none" else load_prior(path)
-        prior = prior.to(dtype)
+        # None: the raw pose, no prior term (fit_joints3d's NoPrior), and no start pool to draw from
+        prior = None if path == "none" else load_prior(path).to(dtype)
         name = "none" if path == "none" else Path(path).parent.name
         for task in ik.tasks:
             observed = task_mask(task)
@@ -88,7 +88,7 @@ def run_eval_ik(cfg: DictConfig) -> Path:
             observed_joints = observed.nonzero().flatten().tolist()
             records.append({"name": name, "task": task, "observed_joints": observed_joints,
                             "num_poses": int(poses.shape[0]), **means,
-                            "prior": {"path": "none", **prior.describe()} if path == "none"
+                            "prior": {"path": "none", **NoPrior().describe()} if path == "none"
                             else prior_description(path, prior)})
             rows.append({"name": name, "task": task, "num_poses": int(poses.shape[0]), **means, "prior": path})
     atomic_write_json(run_dir / "ik.json", {

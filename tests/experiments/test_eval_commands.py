@@ -288,3 +288,34 @@ def test_compare_without_priors_trains_every_kind_and_tables_them(tmp_path, demo
         assert (tmp_path / "priors" / r["prior"] / "prior.pt").is_file()
         assert np.isfinite(float(r["train_recall_mean_mm"])) and float(r["train_recall_mean_mm"]) > 0
     assert len((out / "comparison.md").read_text().splitlines()) == 2 + 5 + 2  # header, 5 priors, sizes
+
+
+def test_eval_ik_tables_none_and_a_pooled_prior_as_a_direct_fit_finds(tmp_path, demo_amass_tree,
+                                                                      prepared_amass: PrepareReport,
+                                                                      tiny_priors) -> None:
+    """eval-ik with "none" and a GAN-S file under start_pool: the pool applies to the prior and not to
+    "none" (which has nothing to sample), and each row's numbers are those of fit_joints3d on the same poses."""
+    from experiments.eval_generation import split_array
+    from experiments.eval_ik import run_eval_ik
+    from pose_prior.fitting.joints3d_fit import Joints3DFitSettings, fit_joints3d, ik_metrics, task_mask
+    from pose_prior.rows import sample_rows
+
+    prepared = Path(prepared_amass.prepared_dir)
+    cfg = load_config(CONFIGS_DIR / "eval_ik.yaml", [
+        f"priors=[none,{tiny_priors['gan_s']}]", *common(tmp_path / "ik", demo_amass_tree, prepared)[:5],
+        "ik.num_poses=6", "ik.batch_size=4", "ik.tasks=[full,leaves]", "fitting.iters=8", "fitting.start_pool=4"])
+    out = run_eval_ik(cfg)
+    records = {(r["name"], r["task"]): r for r in json.loads((out / "ik.json").read_text())["results"]}
+    assert set(records) == {(n, t) for n in ("none", "gan_s") for t in ("full", "leaves")}
+    test = split_array(cfg, "test")[1]
+    poses = torch.from_numpy(test[sample_rows(test.shape[0], 6, 0)]).float()
+    body = load_body_model("open-light")
+    with torch.no_grad():
+        joints = body(poses).joints[:, :22]
+    settings = Joints3DFitSettings(iters=8, start_pool=4)
+    for name, prior in (("none", None), ("gan_s", load_prior(tiny_priors["gan_s"]))):
+        for task in ("full", "leaves"):
+            fits = [fit_joints3d(prior, body, joints[sl], task_mask(task), settings) for sl in (slice(0, 4), slice(4, 6))]
+            per = [ik_metrics(f, joints[sl], poses[sl], task_mask(task)) for f, sl in zip(fits, (slice(0, 4), slice(4, 6)))]
+            mpjpe = float(torch.cat([p["mpjpe_mm"] for p in per]).mean())
+            assert records[(name, task)]["mpjpe_mm"] == pytest.approx(mpjpe, rel=1e-5), (name, task)
