@@ -106,7 +106,7 @@ def prior_table(args: argparse.Namespace) -> None:
         variants[f"+{label}"] = replace(settings, **parse_settings(items.split(",")))
     modules = {"none": KeypointFittingModule(None, body_model, reg, settings=settings)}
     for name, path in paths.items():
-        prior = load_prior(path)
+        prior = load_prior(path).to(body_model.dtype)  # as eval-h36m loads it (the GMM file is float64)
         for label, variant in variants.items():
             modules[f"{name}{label}"] = KeypointFittingModule(prior, body_model, reg, settings=variant)
     modules["none"]._fit({k: v[:2] for k, v in batches[0].items()}, 0)  # warm-up
