@@ -30,9 +30,11 @@ result's `betas` are the prior's (zeros for pose-only priors, which fit the neut
 
 Initial latents: N and U: zeros (the mode / box centre); S: the most neutral of `candidates` seeded
 samples (smallest decoded pose norm), a fixed deterministic unit vector; restarts > 1 add the next most
-neutral candidates. GMM: SMPLify's mixture mean pose. None: the zero pose. With `start_pool` > 0 the body stage of each row
-starts instead from the best, by its loss at the camera stage's result, of that start and `start_pool` seeded
-prior samples (`pool_starts`).
+neutral candidates. GMM: SMPLify's mixture mean pose. None: the zero pose. With `start_pool` > 0 the body
+stage of each row starts instead from the best, by its loss at the camera stage's result, of that start and
+`start_pool` seeded prior samples (`pool_starts`); restart r from the r-th best. With `prune_after` = k, only
+each sample's lowest-loss row (of restarts x orientations) goes on after k body iterations, so several starts
+cost little more than one.
 
 No Lightning here: `lightning_modules/keypoint_fitting.py` runs this over a dataset.
 """
