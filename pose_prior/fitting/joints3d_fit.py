@@ -197,9 +197,9 @@ def fit_joints3d(prior: Optional[Prior], body_model: nn.Module, joints: torch.Te
         return loss if pen is None else loss + pen
 
     res = batched_lbfgs(objective, x0, project=project if param.prior.constrained else None, max_iter=s.iters,
-                        max_eval=evaluation_cap(s.iters, s.max_eval_factor), history_size=s.history_size, ftol=s.ftol, gtol=s.gtol, subset_rows=True,
-                        reevaluate_projected=s.reevaluate_projected, window=s.stop_window,
-                        window_rtol=s.stop_rtol, window_atol=s.stop_atol)
+                        max_eval=evaluation_cap(s.iters, s.max_eval_factor), history_size=s.history_size,
+                        ftol=s.ftol, gtol=s.gtol, subset_rows=True, reevaluate_projected=s.reevaluate_projected,
+                        window=s.stop_window, window_rtol=s.stop_rtol, window_atol=s.stop_atol)
     x = project(res.x.detach())
     with torch.no_grad():
         loss = objective(x, torch.arange(x.shape[0], device=device))
