@@ -464,7 +464,6 @@ def fit_keypoints(
 
     lbfgs = dict(project=project if param.prior.constrained else None, history_size=s.history_size, ftol=s.ftol,
                  gtol=s.gtol, subset_rows=True, reevaluate_projected=s.reevaluate_projected)
-    running = torch.ones(N, dtype=torch.bool, device=device)  # rows still candidates for the result
     prune = s.prune_after if 0 < s.prune_after < s.body_iters and R * n_orient > 1 else 0
     if s.body_iters > 0:
         res = batched_lbfgs(body_loss, x_body, **lbfgs, **s.stopping(prune or s.body_iters))
@@ -474,7 +473,6 @@ def fit_keypoints(
         body_evals = torch.zeros_like(body_iters)
     if prune:  # per sample, only its lowest-loss row goes on (rows of other samples play no part)
         kept = res.f.reshape(R * n_orient, B).argmin(0) * B + torch.arange(B, device=device)  # (B,)
-        running = torch.zeros_like(running).index_fill(0, kept, True)
 
         def kept_loss(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
             return body_loss(x, kept[rows])
@@ -487,8 +485,8 @@ def fit_keypoints(
         data, pen = body_terms(x_fin, torch.arange(N, device=device))
         total = data if pen is None else data + pen
 
-    # --- per sample, the best row ---
-    best = total.masked_fill(~running, math.inf).reshape(R * n_orient, B).argmin(0)  # (B,)
+    # --- per sample, the best row (after pruning, the one row that went on) ---
+    best = kept // B if prune else total.reshape(R * n_orient, B).argmin(0)  # (B,)
     rows = best * B + torch.arange(B, device=device)
     x_best = x_fin[rows]
     z = x_best[:, :D]

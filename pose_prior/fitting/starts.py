@@ -4,8 +4,8 @@ A fit through a prior's latent is non-convex: from one fixed start (the mode, or
 sample) many samples end in a poor basin. Scoring a seeded pool of prior samples by the fit's own objective
 at the start (one forward pass per candidate, no gradients) and starting each row from the best of them and
 its own start costs a small fraction of the fit. With several restarts per sample, restart r starts from the
-r-th best. The pool is drawn once with a fixed seed and is the same for
-every row, so a row's start does not depend on the rest of its batch.
+r-th best. The pool is drawn once with a fixed seed and is the same for every row, so a row's start does not
+depend on the rest of its batch.
 """
 
 from __future__ import annotations
